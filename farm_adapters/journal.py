@@ -1,0 +1,126 @@
+"""A local record of every job submitted from this machine.
+
+The journal lets ``farm-adapters jobs``, ``status`` and ``logs`` find a job again after
+the submitting process (or the DCC) has exited: it maps the job id to the target and
+backend that hold it. It lives in SQLite (WAL), safe for a DCC and the CLI at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._paths import data_dir
+from .errors import ConfigurationError
+from .models import JobRequest
+
+__all__ = ["Journal", "JournalEntry", "request_hash"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    name TEXT NOT NULL,
+    render_context TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    PRIMARY KEY (target, job_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
+CREATE INDEX IF NOT EXISTS jobs_context ON jobs (render_context);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One submitted job as recorded on this machine."""
+
+    job_id: str
+    target: str
+    backend: str
+    name: str
+    render_context: str
+    request_hash: str
+    submitted_at: float
+
+
+def request_hash(request: JobRequest) -> str:
+    """A stable sha256 of the request's content (the render context excluded)."""
+    body = request.model_dump(mode="json", exclude={"render_context"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class Journal:
+    """The journal file; one connection per thread."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else data_dir() / "journal.sqlite3"
+        self._local = threading.local()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigurationError(
+                    f"cannot open the job journal {self.path}: {exc}; set "
+                    "FARM_ADAPTERS_DATA_DIR to a writable folder"
+                ) from exc
+            self._local.conn = conn
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"job journal {self.path}: {exc}") from exc
+
+    def record(self, *, job_id: str, target: str, backend: str, request: JobRequest) -> None:
+        """Remember a submitted job (replacing an earlier record of the same id)."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, target, backend, request.name, request.render_context,
+                 request_hash(request), time.time()),
+            )
+
+    def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:
+        """The newest record of ``job_id`` (on ``target`` if given), or None."""
+        sql = "SELECT * FROM jobs WHERE job_id = ?"
+        args: tuple[str, ...] = (job_id,)
+        if target is not None:
+            sql += " AND target = ?"
+            args += (target,)
+        with self._connect() as conn:
+            row = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT 1", args).fetchone()
+        return JournalEntry(*row) if row else None
+
+    def find_by_context(self, render_context: str) -> JournalEntry | None:
+        """The job submitted with this render context, if any."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM jobs WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
+                (render_context,),
+            ).fetchone()
+        return JournalEntry(*row) if row else None
+
+    def entries(self, target: str | None = None, limit: int = 100) -> list[JournalEntry]:
+        """The newest records first, optionally of one target."""
+        sql = "SELECT * FROM jobs"
+        args: tuple[object, ...] = ()
+        if target is not None:
+            sql += " WHERE target = ?"
+            args = (target,)
+        with self._connect() as conn:
+            rows = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
+            return [JournalEntry(*r) for r in rows.fetchall()]

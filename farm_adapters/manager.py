@@ -1,0 +1,339 @@
+"""Finding and loading backends: :func:`get_plugin_manager`.
+
+Order: entry points of the ``farm_adapters`` group (the built-ins are listed there like
+any studio package), then resource directories (``FARM_ADAPTERS_RESOURCES`` and any the
+caller passes), then plug-in objects passed in code; then ``check_pending()`` so a
+misspelt hook is reported instead of silently ignored.
+
+Nothing here is fatal: a plug-in that fails to import, registers a bad class or
+misspells a hook is recorded in :attr:`FarmPluginManager.errors` with its traceback and
+skipped; asking for its backend raises an error chained to the original. Two sources
+claiming one backend name make that name unusable until one is removed or blocked, and
+the error names both.
+
+``FARM_ADAPTERS_DISABLE_AUTOLOAD=1`` skips entry points (built-ins included);
+``FARM_ADAPTERS_BLOCK`` (comma- or ``os.pathsep``-separated names) blocks entry points
+and backends by name.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import (
+    BackendNotFoundError,
+    PluginConflictError,
+    PluginError,
+    PluginLoadError,
+)
+from .plugin import Availability, FarmPlugin
+from .resources import (
+    load_plugin_file,
+    plugin_files,
+    registry_entries,
+    resource_dirs_from_env,
+)
+
+__all__ = [
+    "AUTOLOAD_ENV",
+    "BLOCK_ENV",
+    "BackendInfo",
+    "FarmPluginManager",
+    "get_plugin_manager",
+]
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+AUTOLOAD_ENV = "FARM_ADAPTERS_DISABLE_AUTOLOAD"
+BLOCK_ENV = "FARM_ADAPTERS_BLOCK"
+
+
+@dataclass
+class BackendInfo:
+    """One backend as the manager sees it: where it came from and whether it works."""
+
+    name: str
+    origin: str
+    cls: type[FarmPlugin] | None = None
+    error: PluginError | None = None
+    _availability: Availability | None = field(default=None, repr=False)
+
+    @property
+    def availability(self) -> Availability:
+        """Computed once, on first use (it may probe for optional dependencies)."""
+        if self._availability is None:
+            if self.error is not None or self.cls is None:
+                self._availability = Availability(False, str(self.error))
+            else:
+                try:
+                    self._availability = self.cls.availability()
+                except Exception as exc:  # a plug-in's own bug must not break listing
+                    self._availability = Availability(
+                        False, f"availability() raised {type(exc).__name__}: {exc}"
+                    )
+        return self._availability
+
+    @property
+    def available(self) -> bool:
+        return self.availability.available
+
+    @property
+    def reason(self) -> str:
+        return self.availability.reason
+
+    @property
+    def display_name(self) -> str:
+        return (self.cls.display_name if self.cls else "") or self.name
+
+
+class FarmPluginManager:
+    """The loaded plug-ins and the backends they register.
+
+    Build one with :func:`get_plugin_manager`; each call gives a fresh, independent
+    manager (tests rely on that). :attr:`pm` is the underlying
+    :class:`pluggy.PluginManager`, through which hooks are called.
+    """
+
+    def __init__(self, *, blocked: Iterable[str] = ()) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.blocked = frozenset(blocked)
+        #: Every plug-in that failed to load or register, in load order.
+        self.errors: list[PluginError] = []
+        self._origins: dict[str, str] = {}
+        self._backends: dict[str, BackendInfo] = {}
+        self._registry: list[tuple[str, type[FarmPlugin] | Any, str]] = []
+        self._collected = False
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Register every entry point of ``group`` that is not blocked."""
+        seen: set[str] = set()
+        for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            where = f" from {dist.name} {dist.version}" if dist is not None else ""
+            origin = f"entry point {ep.name} = {ep.value}{where}"
+            if ep.name in self.blocked or ep.name in seen:
+                continue
+            seen.add(ep.name)
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._record_load_error(f"cannot load {origin}", origin, exc)
+                continue
+            self._register(plugin, name=f"entry point {ep.name}", origin=origin)
+
+    def load_resources(self, dirs: Iterable[str | os.PathLike[str]]) -> None:
+        """Load every ``<dir>/Plugins/*.py`` of ``dirs``, in order."""
+        for path in plugin_files(dirs):
+            origin = str(path)
+            try:
+                module = load_plugin_file(path)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit from a plug-in file is its bug too
+                self._record_load_error(f"cannot load plug-in file {path}", origin, exc)
+                continue
+            try:
+                entries = registry_entries(module)
+            except ValueError as exc:
+                self._record_load_error(f"bad PluginRegistry in {path}: {exc}", origin, exc)
+                entries = []
+            for entry in entries:
+                self._registry.append((entry.name, entry.cls, origin))
+            self._register(module, name=f"file {path}", origin=origin)
+
+    def register(self, plugin: object, *, name: str | None = None) -> None:
+        """Register a plug-in object (module or instance with hook implementations) in
+        code, as a DCC or a test does."""
+        label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        self._register(plugin, name=f"plug-in {label}", origin=f"plug-in {label}")
+        self._collected = False
+
+    def _register(self, plugin: object, *, name: str, origin: str) -> None:
+        if self.pm.is_registered(plugin):
+            return
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:
+            self._record_load_error(f"cannot register {origin}: {exc}", origin, exc)
+            return
+        self._origins[name] = origin
+
+    def _record_load_error(self, message: str, origin: str, exc: BaseException) -> None:
+        details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = PluginLoadError(f"{message}: {type(exc).__name__}: {exc}", origin=origin,
+                                details=details)
+        error.__cause__ = exc
+        self.errors.append(error)
+
+    def check_pending(self) -> None:
+        """Record (and unregister) plug-ins implementing hooks that do not exist."""
+        for hook_name in dir(self.pm.hook):
+            if hook_name.startswith("_"):
+                continue
+            caller = getattr(self.pm.hook, hook_name)
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.hookimpl_config.optionalhook:
+                    continue
+                origin = self._origins.get(impl.plugin_name, impl.plugin_name)
+                exc = pluggy.PluginValidationError(
+                    impl.plugin,
+                    f"unknown hook {hook_name!r} in {origin}; the hooks are "
+                    + ", ".join(n for n in dir(hookspecs) if n.startswith("farm_adapters_")),
+                )
+                self._record_load_error(f"unknown hook {hook_name!r}", origin, exc)
+                if self.pm.is_registered(impl.plugin):
+                    self.pm.unregister(impl.plugin)
+
+    # -- backends ----------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        if self._collected:
+            return
+        self._collected = True
+        self._backends = {}
+        for impl in self.pm.hook.farm_adapters_register_backends.get_hookimpls():
+            origin = self._origins.get(impl.plugin_name, impl.plugin_name)
+
+            def register(cls: Any, name: str | None = None, _origin: str = origin) -> None:
+                self._add_backend(cls, name, _origin)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                self._record_load_error(f"{origin} failed to register its backends", origin, exc)
+        for name, cls, origin in self._registry:
+            self._add_backend(cls, name, origin)
+
+    def _add_backend(self, cls: Any, name: str | None, origin: str) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, FarmPlugin)):
+            exc = TypeError(f"{cls!r} is not a farm_adapters.FarmPlugin subclass")
+            self._record_load_error(f"{origin} registered {cls!r}", origin, exc)
+            return
+        name = name or cls.name
+        if not name:
+            exc = TypeError(f"{cls.__qualname__} has no `name`")
+            self._record_load_error(f"{origin} registered a backend without a name", origin, exc)
+            return
+        if name in self.blocked:
+            return
+        existing = self._backends.get(name)
+        if existing is None:
+            self._backends[name] = BackendInfo(name=name, origin=origin, cls=cls)
+            return
+        if existing.cls is cls and existing.origin == origin:
+            return
+        origins = [*(existing.error.origins if isinstance(existing.error, PluginConflictError)
+                     else (existing.origin,)), origin]
+        conflict = PluginConflictError(
+            f"backend {name!r} is registered by more than one plug-in: "
+            + " and ".join(origins)
+            + f"; remove one, or block one with {BLOCK_ENV}",
+            name=name,
+            origins=origins,
+        )
+        if not isinstance(existing.error, PluginConflictError):
+            self.errors.append(conflict)
+        else:
+            self.errors[self.errors.index(existing.error)] = conflict
+        self._backends[name] = BackendInfo(
+            name=name, origin=" and ".join(origins), cls=None, error=conflict
+        )
+
+    def list_backends(self) -> list[BackendInfo]:
+        """Every registered backend, by name, with its origin and availability."""
+        self._collect()
+        return [self._backends[n] for n in sorted(self._backends)]
+
+    def get_backend_class(self, name: str) -> type[FarmPlugin]:
+        """The class registered under ``name``.
+
+        Raises :class:`~farm_adapters.errors.BackendNotFoundError` (unknown or blocked;
+        chained to the load error when a plug-in that may have held it failed) and
+        :class:`~farm_adapters.errors.PluginConflictError`.
+        """
+        self._collect()
+        info = self._backends.get(name)
+        if info is None:
+            if name in self.blocked:
+                raise BackendNotFoundError(
+                    f"backend {name!r} is blocked ({BLOCK_ENV} or block=); unblock it to use it"
+                )
+            known = ", ".join(sorted(self._backends)) or "none"
+            hint = ""
+            cause: BaseException | None = None
+            if self.errors:
+                cause = self.errors[0]
+                hint = (f"; {len(self.errors)} plug-in(s) failed to load, see "
+                        "`farm-adapters backends`")
+            raise BackendNotFoundError(
+                f"no backend named {name!r} (known: {known}){hint}"
+            ) from cause
+        if info.error is not None:
+            raise info.error
+        assert info.cls is not None
+        return info.cls
+
+    def create_backend(
+        self, name: str, settings: Mapping[str, Any] | None = None, *, target: str | None = None
+    ) -> FarmPlugin:
+        """An instance of backend ``name`` built from ``settings`` (validated)."""
+        return self.get_backend_class(name)(settings, target=target)
+
+    # -- hooks -------------------------------------------------------------------------
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay (``manager.hook.farm_adapters_job_state_changed(...)``)."""
+        return self.pm.hook
+
+
+def _split_names(value: str) -> list[str]:
+    return [n.strip() for n in value.replace(os.pathsep, ",").split(",") if n.strip()]
+
+
+def get_plugin_manager(
+    *,
+    resources: Sequence[str | os.PathLike[str]] = (),
+    plugins: Sequence[object] = (),
+    block: Iterable[str] = (),
+    autoload: bool | None = None,
+    use_env_resources: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> FarmPluginManager:
+    """Build a fresh :class:`FarmPluginManager` with every plug-in loaded.
+
+    ``resources``: extra resource directories (a DCC passes its own), loaded after
+    ``FARM_ADAPTERS_RESOURCES``. ``plugins``: plug-in objects registered last.
+    ``block``: names of entry points and backends to leave out (added to
+    ``FARM_ADAPTERS_BLOCK``). ``autoload``: load entry points; default True unless
+    ``FARM_ADAPTERS_DISABLE_AUTOLOAD`` is set.
+    """
+    env = os.environ if env is None else env
+    blocked = {*block, *_split_names(env.get(BLOCK_ENV, ""))}
+    if autoload is None:
+        autoload = env.get(AUTOLOAD_ENV, "").strip().lower() in ("", "0", "false", "no")
+    manager = FarmPluginManager(blocked=blocked)
+    if autoload:
+        manager.load_entry_points()
+    dirs: list[str | os.PathLike[str]] = []
+    if use_env_resources:
+        dirs.extend(resource_dirs_from_env(env))
+    dirs.extend(Path(d) for d in resources)
+    manager.load_resources(dirs)
+    for plugin in plugins:
+        manager.register(plugin)
+    manager.check_pending()
+    return manager

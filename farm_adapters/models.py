@@ -1,0 +1,479 @@
+"""The value types every backend and caller shares.
+
+- :class:`JobRequest` describes what to run: ordered argv :class:`Command` s, an
+  optional :class:`~farm_adapters.frames.FrameSet` with a chunk size, files to copy,
+  environment, :class:`Requirements`, priority and retries. :meth:`JobRequest.tasks`
+  expands it into :class:`Task` s by substituting ``{frame}``, ``{start}``, ``{end}``,
+  ``{frames}``, ``{folder}`` and ``{context}`` in every argument.
+- :class:`JobState` is the one state vocabulary; :func:`derive_job_state` is the one rule
+  that turns task states into a job state.
+- :class:`Job`, :class:`LogChunk`, :class:`CheckResult` and
+  :class:`InstallationMetadata` are what backends answer with.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import InvalidRequestError
+from .frames import FrameSet, chunk_frames
+
+__all__ = [
+    "FRAME_TOKENS",
+    "CheckResult",
+    "Command",
+    "FrameSet",
+    "InstallationMetadata",
+    "Job",
+    "JobRequest",
+    "JobState",
+    "LogChunk",
+    "Requirements",
+    "Task",
+    "derive_job_state",
+    "parse_request",
+    "validation_problems",
+]
+
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
+
+
+# -- states ----------------------------------------------------------------------------
+
+
+class JobState(str, enum.Enum):
+    """The state of a job or of one of its tasks, whatever the farm calls it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    UNKNOWN = "unknown"
+
+    @property
+    def final(self) -> bool:
+        """True when the state can no longer change without a restart."""
+        return self in _FINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.STOPPED})
+
+
+def derive_job_state(states: Iterable[JobState] | Mapping[JobState, int]) -> JobState:
+    """The one rule that turns the states of a job's tasks into the job's state.
+
+    Accepts the task states themselves or a mapping of state to count. In order:
+
+    1. no tasks: UNKNOWN;
+    2. every task final: FAILED if any failed, else STOPPED if any stopped, else
+       COMPLETED;
+    3. any task STOPPING: STOPPING;
+    4. any task RUNNING: RUNNING;
+    5. any task UNKNOWN: UNKNOWN (the farm lost track; do not pretend);
+    6. some tasks final and the rest QUEUED: RUNNING (the job is under way);
+    7. otherwise every task is QUEUED: QUEUED.
+    """
+    if isinstance(states, Mapping):
+        counts = {s: n for s, n in states.items() if n}
+    else:
+        counts = {}
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+    if not counts:
+        return JobState.UNKNOWN
+    present = counts.keys()
+    if all(s.final for s in present):
+        if JobState.FAILED in present:
+            return JobState.FAILED
+        if JobState.STOPPED in present:
+            return JobState.STOPPED
+        return JobState.COMPLETED
+    for state in (JobState.STOPPING, JobState.RUNNING, JobState.UNKNOWN):
+        if state in present:
+            return state
+    if any(s.final for s in present):
+        return JobState.RUNNING
+    return JobState.QUEUED
+
+
+# -- requests --------------------------------------------------------------------------
+
+
+class Command(BaseModel):
+    """One process to run: an argv list, never a shell string unless ``shell`` is True.
+
+    With ``shell=True`` the argv holds exactly one string, a script run by ``/bin/sh -c``.
+    """
+
+    model_config = _STRICT
+
+    argv: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    shell: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "a command is a list of arguments, not a string: write "
+                f"{value.split()!r}, or {{argv = [{value!r}], shell = true}} "
+                "to run it through a shell on purpose"
+            )
+        if isinstance(value, (list, tuple)):
+            return {"argv": list(value)}
+        return value
+
+    @field_validator("argv", mode="before")
+    @classmethod
+    def _numbers_are_arguments(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                f"argv is a list of arguments, not a string: write {value.split()!r}"
+            )
+        if isinstance(value, (list, tuple)):
+            return [
+                str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                for v in value
+            ]
+        return value
+
+    @model_validator(mode="after")
+    def _shell_script_is_one_string(self) -> Command:
+        if self.shell and len(self.argv) != 1:
+            raise ValueError(
+                "with shell = true, argv holds exactly one string: the script to run"
+            )
+        return self
+
+    def resolved_argv(self) -> list[str]:
+        """The argv to execute: the script wrapped in ``/bin/sh -c`` when ``shell``."""
+        if self.shell:
+            return ["/bin/sh", "-c", self.argv[0]]
+        return list(self.argv)
+
+
+class Requirements(BaseModel):
+    """What one task needs from the render node. Backends map these through one table
+    and raise :class:`~farm_adapters.errors.InvalidRequestError` for what they cannot
+    express; ``extra`` carries backend-specific settings explicitly."""
+
+    model_config = _STRICT
+
+    gpus: int | None = Field(default=None, ge=0, description="GPU devices per task")
+    cpus: float | None = Field(default=None, gt=0, description="CPU cores per task")
+    memory: ByteSize | None = Field(default=None, description="memory per task, e.g. '8GiB'")
+    labels: list[str] = Field(default_factory=list, description="node labels to match")
+    pool: str | None = Field(default=None, description="node pool or partition")
+    timeout: float | None = Field(default=None, gt=0, description="seconds per task")
+    extra: dict[str, Any] = Field(default_factory=dict, description="backend-specific")
+
+
+_CONTEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: The tokens substituted in argv, cwd and env by :meth:`JobRequest.tasks`.
+FRAME_TOKENS = ("frame", "start", "end", "frames")
+_TOKEN_RE = re.compile(
+    r"\{\{(frame|start|end|frames|folder|context)((?::[^{}]*)?)\}\}"
+    r"|\{(frame|start|end|frames|folder|context)(?::([^{}]*))?\}"
+)
+
+
+class JobRequest(BaseModel):
+    """Everything a backend needs to run one job.
+
+    ``commands`` run in order on the render node, once per task. With ``frames``, the
+    frames are split into chunks of ``chunk_size`` and each chunk becomes a task whose
+    arguments have ``{frame}`` (first frame of the chunk), ``{start}``, ``{end}`` and
+    ``{frames}`` (comma list) substituted; a format spec works too (``{frame:04d}``).
+    ``{folder}`` is the temporary folder on the render node and ``{context}`` the render
+    context. Write ``{{frame}}`` for a literal ``{frame}``.
+    """
+
+    model_config = _STRICT
+
+    name: str = Field(default="", max_length=200)
+    render_context: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    commands: list[Command] = Field(min_length=1)
+    frames: FrameSet | None = None
+    chunk_size: int = Field(default=1, ge=1)
+    files: list[str] = Field(default_factory=list, description="local files to copy")
+    outputs: list[str] = Field(default_factory=list, description="paths the job writes")
+    environment: dict[str, str] = Field(default_factory=dict)
+    requirements: Requirements = Field(default_factory=Requirements)
+    priority: int = Field(default=50, ge=0, le=100, description="0 lowest, 100 highest")
+    max_retries: int = Field(default=0, ge=0, le=100)
+    user: str | None = None
+    comment: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    folder: str | None = Field(
+        default=None, description="the temporary folder on the render node; set by submit()"
+    )
+
+    @field_validator("render_context")
+    @classmethod
+    def _context_is_path_safe(cls, value: str) -> str:
+        if not _CONTEXT_RE.match(value):
+            raise ValueError(
+                "the render context is used in paths: letters, digits, '.', '_' and '-' "
+                "only, at most 128 characters (a UUID4 is the usual choice)"
+            )
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key or "=" in key or "\0" in key:
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tokens(self) -> JobRequest:
+        if not self.name:
+            self.name = os.path.basename(self.commands[0].argv[0]) or "job"
+        if self.frames is None:
+            for i, command in enumerate(self.commands):
+                for text in _command_texts(command):
+                    for match in _TOKEN_RE.finditer(text):
+                        token = match.group(3)
+                        if token in FRAME_TOKENS:
+                            raise ValueError(
+                                f"commands[{i}] uses {{{token}}} but the request has no "
+                                f"frames; add frames, e.g. frames = '1-10'"
+                            )
+        return self
+
+    @property
+    def task_count(self) -> int:
+        """How many tasks :meth:`tasks` yields, without building them."""
+        if self.frames is None:
+            return 1
+        return -(-len(self.frames) // self.chunk_size)
+
+    def tasks(self) -> list[Task]:
+        """Expand the request into tasks, one per chunk of frames (or one in all)."""
+        values_base = {
+            "folder": self.folder if self.folder is not None else "{folder}",
+            "context": self.render_context,
+        }
+        if self.frames is None:
+            return [Task(0, (), tuple(_substitute(c, values_base) for c in self.commands))]
+        tasks = []
+        for index, chunk in enumerate(chunk_frames(list(self.frames), self.chunk_size)):
+            values: dict[str, Any] = {
+                **values_base,
+                "frame": chunk[0],
+                "start": chunk[0],
+                "end": chunk[-1],
+                "frames": ",".join(str(f) for f in chunk),
+            }
+            tasks.append(Task(index, chunk, tuple(_substitute(c, values) for c in self.commands)))
+        return tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work on the farm: the commands of a request for one chunk of frames."""
+
+    index: int
+    frames: tuple[int, ...]
+    commands: tuple[Command, ...]
+
+    @property
+    def label(self) -> str:
+        """A short human label: 'task 3 (frames 31-40)'."""
+        if not self.frames:
+            return f"task {self.index}"
+        if len(self.frames) == 1:
+            return f"task {self.index} (frame {self.frames[0]})"
+        return f"task {self.index} (frames {self.frames[0]}-{self.frames[-1]})"
+
+
+def _command_texts(command: Command) -> Iterable[str]:
+    yield from command.argv
+    if command.cwd:
+        yield command.cwd
+    yield from command.env.values()
+
+
+def _replace(text: str, values: Mapping[str, Any]) -> str:
+    if "{" not in text:
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) is not None:  # {{token}} -> literal {token}
+            return "{" + match.group(1) + match.group(2) + "}"
+        token, spec = match.group(3), match.group(4)
+        if token not in values:
+            return match.group(0)
+        value = values[token]
+        if spec:
+            try:
+                return format(value, spec)
+            except (ValueError, TypeError) as exc:
+                raise InvalidRequestError(
+                    f"cannot format {{{token}:{spec}}} with {value!r}: {exc}", field="commands"
+                ) from exc
+        return str(value)
+
+    return _TOKEN_RE.sub(one, text)
+
+
+def _substitute(command: Command, values: Mapping[str, Any]) -> Command:
+    return Command.model_construct(
+        argv=[_replace(a, values) for a in command.argv],
+        cwd=_replace(command.cwd, values) if command.cwd else command.cwd,
+        env={k: _replace(v, values) for k, v in command.env.items()},
+        shell=command.shell,
+    )
+
+
+def validation_problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted field, message) pairs from a pydantic error, friendliest wording first."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in error["loc"] if p not in ("function-plain",))
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "request")
+        message = str(error["msg"])
+        for lead in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(lead)
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the documented fields"
+        elif error["type"] == "missing":
+            message = "this field is required"
+        problems.append((field, message))
+    return problems
+
+
+def parse_request(data: JobRequest | Mapping[str, Any]) -> JobRequest:
+    """Validate ``data`` into a :class:`JobRequest`.
+
+    Raises :class:`~farm_adapters.errors.InvalidRequestError` naming every offending
+    field (``frames``, ``chunk_size``, ``commands.0``, ...).
+    """
+    if isinstance(data, JobRequest):
+        # Re-validate: a model built with model_construct() or mutated after creation
+        # must not reach a backend unchecked.
+        data = data.model_dump()
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        lines = "; ".join(f"{f}: {m}" for f, m in problems)
+        raise InvalidRequestError(
+            f"invalid job request: {lines}", field=problems[0][0], problems=problems
+        ) from None
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+class InstallationMetadata(BaseModel):
+    """What the render node has installed: Katana's ``InstallationMetadata``, generalised."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    root: str | None = Field(default=None, description="installation folder on the node")
+    executable: str | None = None
+    version: str | None = None
+    platform: str | None = Field(default=None, description="'linux', 'windows', 'darwin'")
+    environment: dict[str, str] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    """What a backend knows of one job."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    id: str
+    name: str = ""
+    state: JobState
+    task_counts: dict[JobState, int] = Field(default_factory=dict)
+    progress: float = Field(default=0.0, ge=0.0, le=1.0, description="finished tasks / all")
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    native_ids: list[str] = Field(default_factory=list)
+    backend: str = ""
+    target: str | None = None
+    render_context: str | None = None
+    message: str = ""
+
+    @property
+    def total_tasks(self) -> int:
+        return sum(self.task_counts.values())
+
+    @property
+    def finished_tasks(self) -> int:
+        return sum(n for s, n in self.task_counts.items() if s.final)
+
+    @classmethod
+    def from_task_states(
+        cls, states: Iterable[JobState] | Mapping[JobState, int], **fields: Any
+    ) -> Job:
+        """Build a job whose state, counts and progress come from its tasks' states,
+        through :func:`derive_job_state`."""
+        if isinstance(states, Mapping):
+            counts = {JobState(s): int(n) for s, n in states.items() if n}
+        else:
+            counts = {}
+            for s in states:
+                counts[s] = counts.get(s, 0) + 1
+        total = sum(counts.values())
+        done = sum(n for s, n in counts.items() if s.final)
+        return cls(
+            state=derive_job_state(counts),
+            task_counts=counts,
+            progress=(done / total) if total else 0.0,
+            **fields,
+        )
+
+
+class LogChunk(BaseModel):
+    """A piece of a render log, from ``offset`` (bytes) to ``next_offset``.
+
+    Pass ``next_offset`` back to read only what was added since. ``complete`` is True
+    when the job is final and everything has been read.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    job_id: str
+    text: str
+    offset: int = Field(ge=0)
+    next_offset: int = Field(ge=0)
+    complete: bool = False
+
+
+class CheckResult(BaseModel):
+    """One line of a backend self-test (:meth:`FarmPlugin.check`)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    name: str
+    ok: bool
+    detail: str = ""

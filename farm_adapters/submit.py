@@ -1,0 +1,214 @@
+"""The orchestration every caller uses, built once on top of any backend.
+
+:func:`submit` validates the request, creates the temporary folder, copies the files
+(with progress), merges the environment, submits, records the job in the journal and
+returns the job. :func:`wait` polls a job to a final state and :func:`follow_log` tails
+its render log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import FarmAdapterError, InvalidRequestError, WaitTimeoutError
+from .models import Job, JobRequest, JobState, parse_request
+from .plugin import FarmPlugin, ProgressCallback
+
+if TYPE_CHECKING:
+    from .journal import Journal
+    from .manager import FarmPluginManager
+
+__all__ = ["DryRun", "follow_log", "prepare_request", "submit", "wait"]
+
+log = logging.getLogger(__name__)
+
+#: Set on every job's processes by :func:`submit`.
+ENV_RENDER_CONTEXT = "FARM_ADAPTERS_RENDER_CONTEXT"
+ENV_FOLDER = "FARM_ADAPTERS_FOLDER"
+
+
+@dataclass
+class DryRun:
+    """What :func:`submit` would send, unsent: the backend's native payloads."""
+
+    backend: str
+    target: str
+    request: JobRequest
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare_request(
+    backend: FarmPlugin,
+    request: JobRequest,
+    *,
+    folder: str | None,
+    files: list[str] | None = None,
+) -> JobRequest:
+    """The request as the backend receives it: folder, remote files, merged environment
+    (the backend's own variables, then the request's, then farm-adapters' own)."""
+    environment = {
+        **backend.get_environment_for_job(request),
+        **request.environment,
+        ENV_RENDER_CONTEXT: request.render_context,
+    }
+    if folder is not None:
+        environment[ENV_FOLDER] = folder
+    update: dict[str, Any] = {"environment": environment, "folder": folder}
+    if files is not None:
+        update["files"] = files
+    return request.model_copy(update=update)
+
+
+def _check_local_files(request: JobRequest) -> None:
+    for i, path in enumerate(request.files):
+        if not os.path.exists(path):
+            raise InvalidRequestError(
+                f"files[{i}]: {path!r} does not exist on this machine; check the path",
+                field=f"files.{i}",
+            )
+
+
+def submit(
+    backend: FarmPlugin,
+    request: JobRequest | Mapping[str, Any],
+    *,
+    progress: ProgressCallback | None = None,
+    dry_run: bool = False,
+    journal: Journal | Literal[False] | None = None,
+) -> Job | DryRun:
+    """Submit ``request`` through ``backend``; the one path every caller takes.
+
+    Returns the :class:`~farm_adapters.models.Job` as the backend sees it right after
+    submission, or with ``dry_run=True`` a :class:`DryRun` holding the backend's native
+    payloads: nothing is created, copied or sent (the temporary folder is not made, so
+    ``{folder}`` stays unsubstituted in the payloads).
+
+    ``journal``: where to record the job (default: the user's journal; ``False``: do
+    not record).
+
+    Raises :class:`~farm_adapters.errors.InvalidRequestError` naming the field for a bad
+    request, and whatever the backend raises (always a ``FarmAdapterError``).
+    """
+    request = parse_request(request)
+    if request.user is None:
+        request = request.model_copy(update={"user": getpass.getuser()})
+    _check_local_files(request)
+
+    if dry_run:
+        prepared = prepare_request(backend, request, folder=None)
+        return DryRun(
+            backend=backend.name,
+            target=backend.target,
+            request=prepared,
+            payloads=backend.native_payloads(prepared),
+        )
+
+    folder = backend.create_temporary_folder(request.render_context)
+    remote = backend.copy_render_files(request.files, folder, progress) if request.files else []
+    prepared = prepare_request(backend, request, folder=folder, files=remote)
+    job_id = backend.submit_job(prepared)
+
+    if journal is not False:
+        try:
+            from .journal import Journal
+
+            (journal or Journal()).record(
+                job_id=job_id, target=backend.target, backend=backend.name, request=prepared
+            )
+        except FarmAdapterError as exc:  # the job is on the farm; do not lose it over this
+            log.warning("job %s was submitted but not recorded in the journal: %s", job_id, exc)
+    try:
+        return backend.get_job(job_id)
+    except FarmAdapterError as exc:
+        return Job(
+            id=job_id,
+            name=prepared.name,
+            state=JobState.UNKNOWN,
+            backend=backend.name,
+            target=backend.target,
+            render_context=prepared.render_context,
+            message=f"submitted; could not read its state yet: {exc}",
+        )
+
+
+def wait(
+    backend: FarmPlugin,
+    job_id: str,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = 0.5,
+    max_interval: float = 5.0,
+    on_update: Callable[[Job], None] | None = None,
+    manager: FarmPluginManager | None = None,
+) -> Job:
+    """Poll until the job reaches a final state; return it.
+
+    The interval starts at ``poll_interval`` and grows to ``max_interval`` while nothing
+    changes. ``on_update`` sees every poll's job; ``manager``'s
+    ``farm_adapters_job_state_changed`` hook is called on every state change. Raises
+    :class:`~farm_adapters.errors.WaitTimeoutError` after ``timeout`` seconds (the job
+    goes on).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    interval = poll_interval
+    previous: JobState | None = None
+    last_progress = -1.0
+    while True:
+        job = backend.get_job(job_id)
+        if on_update is not None:
+            on_update(job)
+        if job.state != previous:
+            if manager is not None:
+                manager.hook.farm_adapters_job_state_changed(
+                    job=job, previous=previous, backend=backend
+                )
+            previous = job.state
+            interval = poll_interval
+        elif job.progress != last_progress:
+            interval = poll_interval
+        else:
+            interval = min(max_interval, interval * 1.5)
+        last_progress = job.progress
+        if job.state.final:
+            return job
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeoutError(
+                    f"job {job_id} is still {job.state} after {timeout:g} s; it goes on, "
+                    f"wait again or stop it"
+                )
+            interval = min(interval, remaining)
+        time.sleep(interval)
+
+
+def follow_log(
+    backend: FarmPlugin,
+    job_id: str,
+    *,
+    offset: int = 0,
+    poll_interval: float = 0.5,
+    timeout: float | None = None,
+) -> Iterator[str]:
+    """Yield the render log's text as it grows, until the job is final and all is read.
+
+    Raises :class:`~farm_adapters.errors.WaitTimeoutError` after ``timeout`` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        chunk = backend.get_render_log(job_id, offset)
+        if chunk.text:
+            yield chunk.text
+        offset = chunk.next_offset
+        if chunk.complete:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeoutError(f"job {job_id}'s log is still growing after {timeout:g} s")
+        if not chunk.text:
+            time.sleep(poll_interval)

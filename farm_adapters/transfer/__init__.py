@@ -1,0 +1,4 @@
+"""Moving render files to farm storage and results back.
+
+:mod:`.local` copies over a shared filesystem.
+"""

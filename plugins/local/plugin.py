@@ -1,0 +1,527 @@
+"""``local``: the embedded backend that runs jobs on this machine.
+
+A small, trustworthy farm on one machine: each job gets a detached supervisor (see
+:mod:`.supervisor`) that runs its tasks as real processes in parallel slots shared by
+every job on the machine; state lives in SQLite (WAL) so a DCC and the CLI can read it
+at once, and jobs outlive the process that submitted them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from farm_adapters import (
+    CheckResult,
+    FarmPlugin,
+    InstallationMetadata,
+    InvalidRequestError,
+    Job,
+    JobNotFoundError,
+    JobRequest,
+    JobState,
+    LogChunk,
+)
+from farm_adapters._paths import data_dir
+from farm_adapters.errors import BackendUnavailableError, SubmitError, TransferError
+from farm_adapters.plugin import ProgressCallback
+
+from . import machine, store
+
+#: Most bytes one get_render_log() call returns.
+LOG_CHUNK_LIMIT = 1 << 20
+#: A job whose supervisor never recorded itself within this many seconds is failed.
+SUPERVISOR_START_GRACE = 60.0
+
+
+class LocalSettings(BaseModel):
+    """Settings of a ``local`` target."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    root: Path | None = Field(
+        default=None,
+        description="state database, logs and slot locks (default: user data dir/local)",
+    )
+    folders: Path | None = Field(
+        default=None, description="where temporary render folders go (default: ROOT/folders)"
+    )
+    slots: int | None = Field(
+        default=None, ge=1, le=1024, description="tasks at once on this machine (default: CPUs)"
+    )
+    grace_period: float = Field(
+        default=10.0, ge=0, description="seconds between SIGTERM and SIGKILL on stop/timeout"
+    )
+    labels: list[str] = Field(
+        default_factory=list, description="labels this machine satisfies (requirements.labels)"
+    )
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
+
+
+class LocalPlugin(FarmPlugin):
+    """Runs jobs on this machine. Thread-safe: one SQLite connection per thread."""
+
+    name = "local"
+    display_name = "This machine"
+    settings_model = LocalSettings
+
+    def __init__(self, settings: Any = None, *, target: str | None = None) -> None:
+        super().__init__(settings, target=target)
+        s: LocalSettings = self.settings  # type: ignore[assignment]
+        self.root = (s.root or data_dir() / "local").expanduser().absolute()
+        self.folders = (s.folders or self.root / "folders").expanduser().absolute()
+        self.slots = s.slots or machine.cpu_count()
+        self.db_path = self.root / "state.sqlite3"
+        self._local = threading.local()
+        self._init_lock = threading.Lock()
+        self._initialised = False
+
+    # -- storage of state --------------------------------------------------------------
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        try:
+            if conn is None:
+                with self._init_lock:
+                    if not self._initialised:
+                        store.init(self.db_path).close()
+                        self._initialised = True
+                conn = store.connect(self.db_path)
+                self._local.conn = conn
+            yield conn
+        except (sqlite3.Error, OSError) as exc:
+            raise BackendUnavailableError(
+                f"local backend state {self.db_path}: {exc}; check that the folder is "
+                f"writable, or set `root` in the target's settings"
+            ) from exc
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- stage 1: files ----------------------------------------------------------------
+
+    def create_temporary_folder(self, render_context: str) -> str:
+        folder = self.folders / render_context
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransferError(f"cannot create temporary folder {folder}: {exc}") from exc
+        return str(folder)
+
+    def copy_render_files(
+        self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
+    ) -> list[str]:
+        from farm_adapters.transfer.local import copy_into
+
+        return copy_into(paths, folder, progress)
+
+    # -- stage 2: environment ----------------------------------------------------------
+
+    def get_installation_metadata(self) -> InstallationMetadata:
+        return InstallationMetadata(
+            root=sys.prefix,
+            executable=sys.executable,
+            version=sys.version.split()[0],
+            platform=sys.platform,
+        )
+
+    def get_environment_for_job(self, request: JobRequest) -> dict[str, str]:
+        return {}
+
+    # -- stage 3: submit ---------------------------------------------------------------
+
+    def _check_requirements(self, request: JobRequest) -> int:
+        """Refuse what this machine cannot give; return CPU slots per task."""
+        req = request.requirements
+        gpus_here = machine.gpu_ids()
+        if req.gpus and req.gpus > len(gpus_here):
+            raise InvalidRequestError(
+                f"requirements.gpus: the job asks for {req.gpus} GPU(s) per task; this "
+                f"machine has {len(gpus_here)} (nvidia-smi -L); lower it or use a farm target",
+                field="requirements.gpus",
+            )
+        slots_per_task = 1
+        if req.cpus:
+            slots_per_task = max(1, int(-(-req.cpus // 1)))
+            if slots_per_task > self.slots:
+                raise InvalidRequestError(
+                    f"requirements.cpus: the job asks for {req.cpus:g} CPU(s) per task; this "
+                    f"target runs {self.slots} slot(s) (machine: {machine.cpu_count()} CPUs); "
+                    f"lower it or raise the target's `slots`",
+                    field="requirements.cpus",
+                )
+        total = machine.total_memory()
+        if req.memory and total and int(req.memory) > total:
+            raise InvalidRequestError(
+                f"requirements.memory: the job asks for {req.memory.human_readable()} per task; "
+                f"this machine has {total / 2**30:.1f} GiB",
+                field="requirements.memory",
+            )
+        labels: LocalSettings = self.settings  # type: ignore[assignment]
+        missing = [x for x in [*req.labels, *([req.pool] if req.pool else [])]
+                   if x not in labels.labels]
+        if missing:
+            raise InvalidRequestError(
+                f"requirements.labels: this machine does not have {', '.join(missing)}; "
+                f"remove them or list them in the target's `labels` setting",
+                field="requirements.labels",
+            )
+        return slots_per_task
+
+    def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:
+        self._check_requirements(request)
+        return [
+            {
+                "task": task.index,
+                "frames": list(task.frames),
+                "commands": [c.model_dump(mode="json") for c in task.commands],
+            }
+            for task in request.tasks()
+        ]
+
+    def submit_job(self, request: JobRequest) -> str:
+        slots_per_task = self._check_requirements(request)
+        job_id = uuid.uuid4().hex[:12]
+        log_dir = self.root / "logs" / job_id
+        tasks = request.tasks()
+        rows = [
+            (
+                job_id,
+                task.index,
+                "queued",
+                ",".join(str(f) for f in task.frames),
+                json.dumps([c.model_dump(mode="json") for c in task.commands]),
+            )
+            for task in tasks
+        ]
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()
+                conn.execute(
+                    "INSERT INTO jobs (id, seq, name, render_context, submitted_at, folder, "
+                    "log_dir, environment, max_retries, timeout, gpus, slots_per_task, slots, "
+                    "grace_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job_id, seq, request.name, request.render_context, time.time(),
+                        request.folder, str(log_dir), json.dumps(request.environment),
+                        request.max_retries, request.requirements.timeout,
+                        request.requirements.gpus or 0, slots_per_task, self.slots,
+                        self.settings.grace_period,  # type: ignore[attr-defined]
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO tasks (job_id, idx, state, frames, commands) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        self._start_supervisor(job_id, log_dir)
+        return job_id
+
+    def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(log_dir / "supervisor.log", "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "farm_adapters.plugins.local.supervisor",
+                     str(self.db_path), job_id],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,  # survives the terminal and the DCC
+                    close_fds=True,
+                )
+        except OSError as exc:
+            with self._db() as conn:
+                conn.execute(
+                    "UPDATE tasks SET state = 'failed', finished_at = ?, message = ? "
+                    "WHERE job_id = ? AND state = 'queued'",
+                    (time.time(), f"cannot start the supervisor: {exc}", job_id),
+                )
+            raise SubmitError(
+                f"job {job_id}: cannot start the local supervisor: {exc}", transient=False
+            ) from exc
+        start = machine.process_start(proc.pid)
+        with self._db() as conn:
+            conn.execute(
+                "UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? WHERE id = ?",
+                (proc.pid, start, job_id),
+            )
+        # Reap the supervisor when it ends if this process lives that long (a DCC):
+        # no zombie lingers, and the job does not depend on this thread.
+        threading.Thread(target=proc.wait, name=f"reap-{job_id}", daemon=True).start()
+
+    # -- information -------------------------------------------------------------------
+
+    _JOB_COLUMNS = (
+        "id, name, render_context, submitted_at, started_at, finished_at, attempt, "
+        "stop_requested, supervisor_pid, supervisor_start, message, log_dir"
+    )
+
+    def _job_row(self, conn: sqlite3.Connection, job_id: str) -> tuple[Any, ...]:
+        row = conn.execute(
+            f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise JobNotFoundError(job_id, backend=self.name)
+        return tuple(row)
+
+    def _counts(self, conn: sqlite3.Connection, job_id: str) -> dict[JobState, int]:
+        return {
+            JobState(state): n
+            for state, n in conn.execute(
+                "SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (job_id,)
+            )
+        }
+
+    def _settle_if_orphaned(
+        self, conn: sqlite3.Connection, row: tuple[Any, ...], counts: dict[JobState, int]
+    ) -> bool:
+        """If the job's supervisor is gone while tasks are still active (killed, crashed,
+        machine rebooted), end those tasks with a reason. Returns True if it did."""
+        if all(s.final for s in counts):
+            return False
+        job_id, submitted_at, stop_requested, pid, start = row[0], row[3], row[7], row[8], row[9]
+        if pid is None:
+            if time.time() - submitted_at < SUPERVISOR_START_GRACE:
+                return False
+            reason = "the job's supervisor never started"
+        elif machine.is_alive(pid, start):
+            return False
+        else:
+            reason = (
+                f"the job's supervisor (pid {pid}) is gone: it was killed or the machine "
+                f"restarted; see {row[11]}/supervisor.log, then restart the job"
+            )
+        state = "stopped" if stop_requested else "failed"
+        if stop_requested:
+            reason = "stopped by request"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute(
+                "SELECT supervisor_pid FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if current is None or current[0] != pid:
+                conn.execute("ROLLBACK")  # restarted meanwhile
+                return False
+            pgids = [p for (p,) in conn.execute(
+                "SELECT pid FROM tasks WHERE job_id = ? AND state = 'running'", (job_id,))]
+            conn.execute(
+                "UPDATE tasks SET state = ?, finished_at = ?, message = ? "
+                "WHERE job_id = ? AND state IN ('queued', 'running', 'stopping', 'unknown')",
+                (state, time.time(), reason, job_id),
+            )
+            conn.execute(
+                "UPDATE jobs SET finished_at = COALESCE(finished_at, ?), message = ? "
+                "WHERE id = ?",
+                (time.time(), reason, job_id),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        machine.kill_job_leftovers(job_id, pgids)
+        self._append_job_log(Path(row[11]), f"[farm-adapters] {state}: {reason}\n")
+        return True
+
+    def _append_job_log(self, log_dir: Path, text: str) -> None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with open(log_dir / "job.log", "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError:
+            pass  # the state in the database is what matters; the log line is a courtesy
+
+    def _job_from(
+        self, row: tuple[Any, ...], counts: dict[JobState, int]
+    ) -> Job:
+        (job_id, name, context, submitted, started, finished, attempt, stop_requested,
+         _pid, _start, message, _log_dir) = row
+        job = Job.from_task_states(
+            counts,
+            id=job_id,
+            name=name,
+            submitted_at=_utc(submitted),
+            started_at=_utc(started),
+            backend=self.name,
+            target=self.target,
+            render_context=context,
+            native_ids=[job_id],
+            message=message,
+        )
+        if stop_requested and not job.state.final:
+            job.state = JobState.STOPPING
+        if job.state.final:
+            job.finished_at = _utc(finished)
+        if attempt > 1 and not job.message:
+            job.message = f"attempt {attempt}"
+        return job
+
+    def get_job(self, job_id: str) -> Job:
+        with self._db() as conn:
+            row = self._job_row(conn, job_id)
+            counts = self._counts(conn, job_id)
+            if self._settle_if_orphaned(conn, row, counts):
+                row = self._job_row(conn, job_id)
+                counts = self._counts(conn, job_id)
+            return self._job_from(row, counts)
+
+    def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
+        with self._db() as conn:
+            rows = [tuple(r) for r in conn.execute(
+                f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC")]
+            all_counts: dict[str, dict[JobState, int]] = {}
+            for job_id, state, n in conn.execute(
+                "SELECT job_id, state, COUNT(*) FROM tasks GROUP BY job_id, state"
+            ):
+                all_counts.setdefault(job_id, {})[JobState(state)] = n
+            jobs = []
+            for row in rows:
+                counts = all_counts.get(row[0], {})
+                if self._settle_if_orphaned(conn, row, counts):
+                    row = self._job_row(conn, row[0])
+                    counts = self._counts(conn, row[0])
+                jobs.append(self._job_from(row, counts))
+        wanted = set(states) if states else None
+        return [j for j in jobs if wanted is None or j.state in wanted]
+
+    def get_render_log_filename(self, job_id: str) -> str | None:
+        with self._db() as conn:
+            row = self._job_row(conn, job_id)
+        path = Path(row[11]) / "job.log"
+        return str(path) if path.exists() else None
+
+    def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
+        if offset < 0:
+            raise InvalidRequestError("offset must be 0 or more", field="offset")
+        job = self.get_job(job_id)
+        with self._db() as conn:
+            row = self._job_row(conn, job_id)
+        path = Path(row[11]) / "job.log"
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(LOG_CHUNK_LIMIT)
+                size = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            data, size = b"", 0
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot read render log {path}: {exc}") from exc
+        data = _complete_utf8(data)
+        next_offset = offset + len(data)
+        return LogChunk(
+            job_id=job_id,
+            text=data.decode("utf-8", errors="replace"),
+            offset=offset,
+            next_offset=next_offset,
+            complete=job.state.final and next_offset >= size,
+        )
+
+    # -- control -----------------------------------------------------------------------
+
+    def stop_job(self, job_id: str) -> None:
+        with self._db() as conn:
+            row = self._job_row(conn, job_id)
+            counts = self._counts(conn, job_id)
+            if all(s.final for s in counts):
+                return
+            conn.execute("UPDATE jobs SET stop_requested = 1 WHERE id = ?", (job_id,))
+            pid, start = row[8], row[9]
+            if machine.is_alive(pid, start):
+                os.kill(pid, signal.SIGTERM)
+            else:
+                self._settle_if_orphaned(conn, self._job_row(conn, job_id), counts)
+
+    def restart_job(self, job_id: str) -> None:
+        with self._db() as conn:
+            job = self.get_job(job_id)
+            if not job.state.final:
+                raise InvalidRequestError(
+                    f"job {job_id} is {job.state}; stop it or wait for it to end before "
+                    f"restarting it",
+                    field="job_id",
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                everything = job.state is JobState.COMPLETED
+                conn.execute(
+                    "UPDATE tasks SET state = 'queued', retries = 0, exit_code = NULL, "
+                    "pid = NULL, finished_at = NULL, message = '' WHERE job_id = ?"
+                    + ("" if everything else " AND state != 'completed'"),
+                    (job_id,),
+                )
+                conn.execute(
+                    "UPDATE jobs SET attempt = attempt + 1, stop_requested = 0, "
+                    "finished_at = NULL, supervisor_pid = NULL, supervisor_start = NULL, "
+                    "submitted_at = ?, message = '' WHERE id = ?",
+                    (time.time(), job_id),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            row = self._job_row(conn, job_id)
+        self._start_supervisor(job_id, Path(row[11]))
+
+    # -- test --------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        results = []
+        try:
+            with self._db() as conn:
+                conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+            results.append(CheckResult(name="state database", ok=True, detail=str(self.db_path)))
+        except BackendUnavailableError as exc:
+            results.append(CheckResult(name="state database", ok=False, detail=str(exc)))
+        try:
+            self.folders.mkdir(parents=True, exist_ok=True)
+            probe = self.folders / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            results.append(CheckResult(name="temporary folders", ok=True, detail=str(self.folders)))
+        except OSError as exc:
+            results.append(CheckResult(name="temporary folders", ok=False,
+                                       detail=f"{self.folders} is not writable: {exc}"))
+        results.append(CheckResult(
+            name="slots", ok=True,
+            detail=f"{self.slots} slot(s); {machine.cpu_count()} CPU(s); "
+                   f"{len(machine.gpu_ids())} GPU(s)",
+        ))
+        return results
+
+
+def _complete_utf8(data: bytes) -> bytes:
+    """Drop a trailing, incomplete UTF-8 sequence (the rest is read next time)."""
+    for cut in range(1, min(4, len(data)) + 1):
+        byte = data[-cut]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if cut >= need else data[:-cut]
+    return data

@@ -1,0 +1,477 @@
+"""The detached supervisor of one local job.
+
+Started by :class:`~farm_adapters.plugins.local.plugin.LocalPlugin` in a session of
+its own (``setsid``), so closing the DCC or the terminal does not stop the render::
+
+    python -m farm_adapters.plugins.local.supervisor DB_PATH JOB_ID
+
+One supervisor runs all of a job's tasks (never one interpreter per task): each
+task's commands run in order as real processes, each in its own process group, with
+output teed to the task's log and, line by line, to the job's log. CPU slots and GPU
+ids are machine-wide ``flock`` tokens shared by every supervisor. Task states are
+written to SQLite in small batches; SIGTERM (or ``stop_requested``) stops the job:
+SIGTERM to every task's group, SIGKILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import selectors
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import store
+from .machine import JOB_MARKER_ENV, LockPool, kill_group
+
+FLUSH_INTERVAL = 0.1  # seconds between batched state writes
+STOP_POLL_INTERVAL = 1.0  # seconds between checks of stop_requested (if a signal is lost)
+SLOT_POLL_INTERVAL = 0.05  # seconds between tries when other jobs hold every slot
+
+
+@dataclass
+class Run:
+    """One task being run: its current command, process, pipe and logs."""
+
+    idx: int
+    frames: str
+    commands: list[dict[str, Any]]
+    retries: int
+    runs: int
+    step: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    pipe: int | None = None
+    partial: bytes = b""
+    log_fd: int | None = None
+    started: float = 0.0
+    deadline: float | None = None
+    kill_at: float | None = None
+    outcome: str | None = None  # "timeout" or "stopped" once we signalled it
+    slots: list[str] = field(default_factory=list)
+    gpus: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+
+    @property
+    def label(self) -> str:
+        if not self.frames:
+            return f"task {self.idx}"
+        frames = self.frames.split(",")
+        if len(frames) == 1:
+            return f"task {self.idx} (frame {frames[0]})"
+        return f"task {self.idx} (frames {frames[0]}-{frames[-1]})"
+
+
+class Supervisor:
+    def __init__(self, db_path: Path, job_id: str) -> None:
+        self.db_path = db_path
+        self.root = db_path.parent
+        self.job_id = job_id
+        self.conn = store.connect(db_path)
+        row = self.conn.execute(
+            "SELECT attempt, log_dir, environment, max_retries, timeout, gpus, "
+            "slots_per_task, slots, grace_period, stop_requested FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            raise SystemExit(f"no job {job_id} in {db_path}")
+        (self.attempt, log_dir, environment, self.max_retries, self.timeout, self.gpus,
+         self.slots_per_task, slots, self.grace, stop_requested) = row
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.job_env = json.loads(environment)
+        self.base_env = dict(os.environ)
+        self.stop = bool(stop_requested)
+        self.queue: deque[Run] = deque(
+            Run(idx=i, frames=fr, commands=json.loads(cmds), retries=rt, runs=rn)
+            for i, fr, cmds, rt, rn in self.conn.execute(
+                "SELECT idx, frames, commands, retries, runs FROM tasks "
+                "WHERE job_id = ? AND state = 'queued' ORDER BY idx",
+                (job_id,),
+            )
+        )
+        self.running: dict[int, Run] = {}  # pid -> run
+        self.by_pipe: dict[int, Run] = {}
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.last_flush = time.monotonic()
+        self.slot_pool = LockPool(self.root / "slots", [f"slot-{i}" for i in range(slots)])
+        self.gpu_pool: LockPool | None = None
+        if self.gpus:
+            from .machine import gpu_ids
+
+            self.gpu_pool = LockPool(self.root / "gpus", [f"gpu-{g}" for g in gpu_ids()])
+        self.job_log = os.open(
+            self.log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
+        self.selector = selectors.DefaultSelector()
+
+    # -- logging -----------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        os.write(self.job_log, f"[farm-adapters] {text}\n".encode())
+
+    def tee(self, run: Run, data: bytes) -> None:
+        if run.log_fd is not None:
+            os.write(run.log_fd, data)
+        data = run.partial + data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            os.write(self.job_log, data[:cut])
+        run.partial = data[cut:]
+
+    # -- state writes ------------------------------------------------------------------
+
+    def queue_write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self.pending.append((sql, params))
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in pending:
+                self.conn.execute(sql, params)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # -- signals -----------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_stop_signal)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def try_start(self, now: float) -> bool:
+        """Start the next queued task if tokens are free; False when blocked."""
+        run = self.queue[0]
+        slots = self.slot_pool.acquire(self.slots_per_task)
+        if slots is None:
+            return False
+        gpus: list[str] = []
+        if self.gpus and self.gpu_pool is not None:
+            got = self.gpu_pool.acquire(self.gpus)
+            if got is None:
+                self.slot_pool.release(slots)
+                return False
+            gpus = [g.removeprefix("gpu-") for g in got]
+        self.queue.popleft()
+        run.slots, run.gpus = slots, gpus
+        run.runs += 1
+        run.step = 0
+        run.outcome = None
+        run.started = now
+        run.deadline = now + self.timeout if self.timeout else None
+        run.kill_at = None
+        run.log_fd = os.open(
+            self.log_dir / f"task-{run.idx:05d}.log",
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+            0o644,
+        )
+        self.spawn(run)
+        return True
+
+    def spawn(self, run: Run) -> None:
+        command = run.commands[run.step]
+        argv = ["/bin/sh", "-c", command["argv"][0]] if command.get("shell") else command["argv"]
+        env = {**self.base_env, **self.job_env, **command.get("env", {})}
+        env[JOB_MARKER_ENV] = self.job_id
+        env["FARM_ADAPTERS_TASK_INDEX"] = str(run.idx)
+        env["FARM_ADAPTERS_FRAMES"] = run.frames
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(run.gpus)
+        header = f"{run.label} started"
+        if len(run.commands) > 1:
+            header += f", command {run.step + 1} of {len(run.commands)}"
+        if run.runs > 1:
+            header += f", run {run.runs}"
+        header += f": {shlex.join(argv)}"
+        self.say(header)
+        if run.log_fd is not None:
+            os.write(run.log_fd, f"[farm-adapters] {header}\n".encode())
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=w,
+                stderr=w,
+                cwd=command.get("cwd") or None,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(r)
+            os.close(w)
+            self.finish_step(run, 127, f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+            return
+        os.close(w)
+        run.proc = proc
+        run.pipe = r
+        run.exit_code = None
+        os.set_blocking(r, False)
+        self.running[proc.pid] = run
+        self.by_pipe[r] = run
+        self.selector.register(r, selectors.EVENT_READ, run)
+        if run.step == 0:
+            self.queue_write(
+                "UPDATE tasks SET state = 'running', pid = ?, started_at = ?, runs = ?, "
+                "message = '' WHERE job_id = ? AND idx = ?",
+                (proc.pid, time.time(), run.runs, self.job_id, run.idx),
+            )
+        else:
+            self.queue_write(
+                "UPDATE tasks SET pid = ? WHERE job_id = ? AND idx = ?",
+                (proc.pid, self.job_id, run.idx),
+            )
+
+    def read_pipe(self, run: Run) -> bool:
+        """Read what is there; True at end of file."""
+        assert run.pipe is not None
+        while True:
+            try:
+                data = os.read(run.pipe, 65536)
+            except BlockingIOError:
+                return False
+            if not data:
+                return True
+            self.tee(run, data)
+
+    def close_pipe(self, run: Run) -> None:
+        if run.pipe is None:
+            return
+        self.selector.unregister(run.pipe)
+        del self.by_pipe[run.pipe]
+        os.close(run.pipe)
+        run.pipe = None
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = self.running.pop(pid, None)
+            if run is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            assert run.proc is not None
+            run.proc.returncode = code  # reaped here; keeps Popen from waiting again
+            if run.pipe is not None and not self.read_pipe(run):
+                # A background descendant still holds the output pipe: the task is
+                # over, so its leftovers go with it.
+                kill_group(pid, signal.SIGKILL)
+                for _ in range(50):
+                    if self.read_pipe(run):
+                        break
+                    time.sleep(0.01)
+            else:
+                kill_group(pid, signal.SIGKILL)
+            self.close_pipe(run)
+            self.finish_step(run, code, "")
+
+    def finish_step(self, run: Run, code: int, problem: str) -> None:
+        if run.partial:
+            self.tee(run, b"\n")
+        if problem:
+            self.say(f"{run.label}: {problem}")
+        if code == 0 and run.outcome is None and run.step + 1 < len(run.commands):
+            run.step += 1
+            self.spawn(run)
+            return
+        elapsed = time.monotonic() - run.started
+        self.slot_pool.release(run.slots)
+        if self.gpu_pool is not None:
+            self.gpu_pool.release([f"gpu-{g}" for g in run.gpus])
+        if run.outcome == "stopped":
+            state, message = "stopped", "stopped by request"
+        elif run.outcome == "timeout":
+            state, message = "failed", f"timed out after {self.timeout:g} s"
+        elif code == 0:
+            state, message = "completed", ""
+        else:
+            state = "failed"
+            message = problem or (
+                f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
+            )
+            if len(run.commands) > 1:
+                message = f"command {run.step + 1}: {message}"
+        self.say(f"{run.label} {state}: {message or 'exit code 0'} ({elapsed:.2f} s)")
+        if run.log_fd is not None:
+            os.write(run.log_fd, f"[farm-adapters] {state}: {message or 'exit code 0'}\n".encode())
+            os.close(run.log_fd)
+            run.log_fd = None
+        if state == "failed" and run.retries < self.max_retries and not self.stop:
+            run.retries += 1
+            self.say(f"{run.label}: retrying ({run.retries} of {self.max_retries})")
+            self.queue_write(
+                "UPDATE tasks SET state = 'queued', retries = ?, exit_code = ?, message = ? "
+                "WHERE job_id = ? AND idx = ?",
+                (run.retries, code, f"retrying after: {message}", self.job_id, run.idx),
+            )
+            self.queue.append(run)
+            return
+        self.queue_write(
+            "UPDATE tasks SET state = ?, exit_code = ?, finished_at = ?, message = ?, "
+            "retries = ? WHERE job_id = ? AND idx = ?",
+            (state, code, time.time(), message, run.retries, self.job_id, run.idx),
+        )
+
+    def signal_run(self, run: Run, sig: int) -> None:
+        if run.proc is not None:
+            kill_group(run.proc.pid, sig)
+
+    def begin_stop(self, now: float) -> None:
+        if self.queue:
+            self.say(f"stop requested: {len(self.queue)} queued task(s) will not run")
+        while self.queue:
+            run = self.queue.popleft()
+            self.queue_write(
+                "UPDATE tasks SET state = 'stopped', finished_at = ?, message = ? "
+                "WHERE job_id = ? AND idx = ?",
+                (time.time(), "stopped before it started", self.job_id, run.idx),
+            )
+        for run in self.running.values():
+            if run.outcome != "stopped":
+                run.outcome = "stopped"
+                run.kill_at = now + self.grace
+                self.signal_run(run, signal.SIGTERM)
+
+    def check_deadlines(self, now: float) -> None:
+        for run in list(self.running.values()):
+            if run.kill_at is not None and now >= run.kill_at:
+                self.say(f"{run.label}: still running {self.grace:g} s after SIGTERM; SIGKILL")
+                run.kill_at = None
+                self.signal_run(run, signal.SIGKILL)
+            elif run.outcome is None and run.deadline is not None and now >= run.deadline:
+                self.say(f"{run.label}: timed out after {self.timeout:g} s; SIGTERM")
+                run.outcome = "timeout"
+                run.kill_at = now + self.grace
+                self.signal_run(run, signal.SIGTERM)
+
+    def stop_requested_in_db(self) -> bool:
+        row = self.conn.execute(
+            "SELECT stop_requested FROM jobs WHERE id = ?", (self.job_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    # -- main loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.install_signals()
+        self.say(
+            f"attempt {self.attempt}: {len(self.queue)} task(s) queued, "
+            f"{len(self.slot_pool)} slot(s), supervisor pid {os.getpid()}"
+        )
+        self.conn.execute(
+            "UPDATE jobs SET started_at = COALESCE(started_at, ?), message = '' WHERE id = ?",
+            (time.time(), self.job_id),
+        )
+        stopping = False
+        next_stop_poll = time.monotonic() + STOP_POLL_INTERVAL
+        while True:
+            now = time.monotonic()
+            if now >= next_stop_poll:
+                next_stop_poll = now + STOP_POLL_INTERVAL
+                if not self.stop and self.stop_requested_in_db():
+                    self.stop = True
+            if self.stop and not stopping:
+                stopping = True
+                self.begin_stop(now)
+            blocked = False
+            while self.queue and not stopping:
+                if not self.try_start(now):
+                    blocked = True
+                    break
+            if not self.queue and not self.running:
+                break
+            timeout = max(0.0, next_stop_poll - now)
+            if self.pending:
+                timeout = min(timeout, max(0.0, self.last_flush + FLUSH_INTERVAL - now))
+            if blocked:
+                timeout = min(timeout, SLOT_POLL_INTERVAL)
+            for run in self.running.values():
+                for t in (run.deadline if run.outcome is None else None, run.kill_at):
+                    if t is not None:
+                        timeout = min(timeout, max(0.0, t - now))
+            for key, _ in self.selector.select(timeout):
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self.wake_r, 512):
+                            pass
+                    continue
+                run = key.data
+                if run.pipe is not None and self.read_pipe(run):
+                    self.close_pipe(run)
+            self.reap()
+            now = time.monotonic()
+            self.check_deadlines(now)
+            if self.pending and now - self.last_flush >= FLUSH_INTERVAL:
+                self.flush()
+        self.flush()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.conn.execute(
+            "UPDATE jobs SET finished_at = ?, peak_rss_kb = ? WHERE id = ?",
+            (time.time(), peak, self.job_id),
+        )
+        self.say(f"attempt {self.attempt} finished")
+
+    def fail_everything(self, reason: str) -> None:
+        """Last resort after an internal error: no task is left running or queued."""
+        for run in list(self.running.values()):
+            self.signal_run(run, signal.SIGKILL)
+        self.pending.clear()
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self.conn.execute(
+                "UPDATE tasks SET state = 'failed', finished_at = ?, message = ? "
+                "WHERE job_id = ? AND state IN ('queued', 'running')",
+                (time.time(), reason, self.job_id),
+            )
+            self.conn.execute(
+                "UPDATE jobs SET finished_at = ?, message = ? WHERE id = ?",
+                (time.time(), reason, self.job_id),
+            )
+            self.say(reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m farm_adapters.plugins.local.supervisor DB_PATH JOB_ID",
+              file=sys.stderr)
+        return 2
+    supervisor = Supervisor(Path(args[0]), args[1])
+    try:
+        supervisor.run()
+    except BaseException as exc:
+        traceback.print_exc()
+        supervisor.fail_everything(f"supervisor error: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
