@@ -114,15 +114,26 @@ class Supervisor:
             self.log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
         self.selector = selectors.DefaultSelector()
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     # -- logging -----------------------------------------------------------------------
 
     def say(self, text: str) -> None:
         os.write(self.job_log, f"[farm-adapters] {text}\n".encode())
 
+    def task_log(self, run: Run) -> int:
+        """The task's own log, opened (created) on its first output: a task that
+        prints nothing costs no file."""
+        if run.log_fd is None:
+            run.log_fd = os.open(
+                self.log_dir / f"task-{run.idx:05d}.log",
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                0o644,
+            )
+        return run.log_fd
+
     def tee(self, run: Run, data: bytes) -> None:
-        if run.log_fd is not None:
-            os.write(run.log_fd, data)
+        os.write(self.task_log(run), data)
         data = run.partial + data
         cut = data.rfind(b"\n") + 1
         if cut:
@@ -184,11 +195,6 @@ class Supervisor:
         run.started = now
         run.deadline = now + self.timeout if self.timeout else None
         run.kill_at = None
-        run.log_fd = os.open(
-            self.log_dir / f"task-{run.idx:05d}.log",
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-            0o644,
-        )
         self.spawn(run)
         return True
 
@@ -208,13 +214,11 @@ class Supervisor:
             header += f", run {run.runs}"
         header += f": {shlex.join(argv)}"
         self.say(header)
-        if run.log_fd is not None:
-            os.write(run.log_fd, f"[farm-adapters] {header}\n".encode())
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=self.devnull,
                 stdout=w,
                 stderr=w,
                 cwd=command.get("cwd") or None,
@@ -321,7 +325,6 @@ class Supervisor:
                 message = f"command {run.step + 1}: {message}"
         self.say(f"{run.label} {state}: {message or 'exit code 0'} ({elapsed:.2f} s)")
         if run.log_fd is not None:
-            os.write(run.log_fd, f"[farm-adapters] {state}: {message or 'exit code 0'}\n".encode())
             os.close(run.log_fd)
             run.log_fd = None
         if state == "failed" and run.retries < self.max_retries and not self.stop:
