@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,15 +55,26 @@ AUTOLOAD_ENV = "FARM_ADAPTERS_DISABLE_AUTOLOAD"
 BLOCK_ENV = "FARM_ADAPTERS_BLOCK"
 
 
-@dataclass
 class BackendInfo:
     """One backend as the manager sees it: where it came from and whether it works."""
 
-    name: str
-    origin: str
-    cls: type[FarmPlugin] | None = None
-    error: PluginError | None = None
-    _availability: Availability | None = field(default=None, repr=False)
+    __slots__ = ("_availability", "cls", "error", "name", "origin")
+
+    def __init__(
+        self,
+        name: str,
+        origin: str,
+        cls: type[FarmPlugin] | None = None,
+        error: PluginError | None = None,
+    ) -> None:
+        self.name = name
+        self.origin = origin
+        self.cls = cls
+        self.error = error
+        self._availability: Availability | None = None
+
+    def __repr__(self) -> str:
+        return f"BackendInfo(name={self.name!r}, origin={self.origin!r}, cls={self.cls!r})"
 
     @property
     def availability(self) -> Availability:

@@ -18,9 +18,8 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -294,8 +293,7 @@ class JobRequest(BaseModel):
         return tasks
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """One unit of work on the farm: the commands of a request for one chunk of frames."""
 
     index: int

@@ -24,7 +24,6 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple
 
@@ -82,8 +81,7 @@ class Availability(NamedTuple):
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class TransferProgress:
+class TransferProgress(NamedTuple):
     """Where a copy stands: bytes and files done of the totals, and the current file."""
 
     bytes_done: int

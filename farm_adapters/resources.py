@@ -15,15 +15,13 @@ types it does not handle.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "RESOURCES_ENV",
@@ -38,8 +36,7 @@ RESOURCES_ENV = "FARM_ADAPTERS_RESOURCES"
 PLUGIN_KIND = "FarmPlugin"
 
 
-@dataclass(frozen=True)
-class RegistryEntry:
+class RegistryEntry(NamedTuple):
     """One ``("FarmPlugin", version, name, class)`` tuple of a ``PluginRegistry``."""
 
     name: str
@@ -67,6 +64,8 @@ def plugin_files(dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def module_name_for(path: Path) -> str:
     """A module name unique to this file, stable across runs."""
+    import hashlib  # only when there are plug-in files
+
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     return f"_farm_adapters_resource_{digest}_{stem}"

@@ -9,12 +9,10 @@ its render log.
 from __future__ import annotations
 
 import getpass
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .errors import FarmAdapterError, InvalidRequestError, WaitTimeoutError
 from .models import Job, JobRequest, JobState, parse_request
@@ -26,21 +24,18 @@ if TYPE_CHECKING:
 
 __all__ = ["DryRun", "follow_log", "prepare_request", "submit", "wait"]
 
-log = logging.getLogger(__name__)
-
 #: Set on every job's processes by :func:`submit`.
 ENV_RENDER_CONTEXT = "FARM_ADAPTERS_RENDER_CONTEXT"
 ENV_FOLDER = "FARM_ADAPTERS_FOLDER"
 
 
-@dataclass
-class DryRun:
+class DryRun(NamedTuple):
     """What :func:`submit` would send, unsent: the backend's native payloads."""
 
     backend: str
     target: str
     request: JobRequest
-    payloads: list[dict[str, Any]] = field(default_factory=list)
+    payloads: list[dict[str, Any]]
 
 
 def prepare_request(
@@ -122,7 +117,9 @@ def submit(
                 job_id=job_id, target=backend.target, backend=backend.name, request=prepared
             )
         except FarmAdapterError as exc:  # the job is on the farm; do not lose it over this
-            log.warning("job %s was submitted but not recorded in the journal: %s", job_id, exc)
+            import logging
+
+            logging.getLogger(__name__).warning("job %s was submitted but not recorded in the journal: %s", job_id, exc)
     try:
         return backend.get_job(job_id)
     except FarmAdapterError as exc:

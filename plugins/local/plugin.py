@@ -12,11 +12,9 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -201,6 +199,8 @@ class LocalPlugin(FarmPlugin):
         ]
 
     def submit_job(self, request: JobRequest) -> str:
+        import uuid
+
         slots_per_task = self._check_requirements(request)
         job_id = uuid.uuid4().hex[:12]
         log_dir = self.root / "logs" / job_id
@@ -244,6 +244,8 @@ class LocalPlugin(FarmPlugin):
         return job_id
 
     def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
+        import subprocess
+
         log_dir.mkdir(parents=True, exist_ok=True)
         try:
             with open(log_dir / "supervisor.log", "ab") as out:
@@ -500,7 +502,7 @@ class LocalPlugin(FarmPlugin):
             results.append(CheckResult(name="state database", ok=False, detail=str(exc)))
         try:
             self.folders.mkdir(parents=True, exist_ok=True)
-            probe = self.folders / f".probe-{uuid.uuid4().hex}"
+            probe = self.folders / f".probe-{os.getpid()}-{threading.get_ident()}"
             probe.write_bytes(b"")
             probe.unlink()
             results.append(CheckResult(name="temporary folders", ok=True, detail=str(self.folders)))
