@@ -12,8 +12,10 @@ claiming one backend name make that name unusable until one is removed or blocke
 the error names both.
 
 ``FARM_ADAPTERS_DISABLE_AUTOLOAD=1`` skips entry points (built-ins included);
-``FARM_ADAPTERS_BLOCK`` (comma- or ``os.pathsep``-separated names) blocks entry points
-and backends by name.
+``FARM_ADAPTERS_BLOCK`` (comma- or ``os.pathsep``-separated) blocks plug-ins before they
+are imported: entry points by name (the built-ins are ``local``, ``ovfarm``,
+``runai``), resource files by file stem or full path. Blocking a built-in is how a
+studio plug-in takes over its backend name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pluggy
 from . import hookspecs
 from .errors import (
     BackendNotFoundError,
+    BackendUnavailableError,
     PluginConflictError,
     PluginError,
     PluginLoadError,
@@ -146,6 +149,8 @@ class FarmPluginManager:
         """Load every ``<dir>/Plugins/*.py`` of ``dirs``, in order."""
         for path in plugin_files(dirs):
             origin = str(path)
+            if path.stem in self.blocked or origin in self.blocked:
+                continue
             try:
                 module = load_plugin_file(path)
             except KeyboardInterrupt:
@@ -195,7 +200,7 @@ class FarmPluginManager:
             if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
                 continue
             for impl in caller.get_hookimpls():
-                if impl.hookimpl_config.optionalhook:
+                if impl.optionalhook:
                     continue
                 origin = self._origins.get(impl.plugin_name, impl.plugin_name)
                 exc = pluggy.PluginValidationError(
@@ -236,8 +241,6 @@ class FarmPluginManager:
         if not name:
             exc = TypeError(f"{cls.__qualname__} has no `name`")
             self._record_load_error(f"{origin} registered a backend without a name", origin, exc)
-            return
-        if name in self.blocked:
             return
         existing = self._backends.get(name)
         if existing is None:
@@ -299,8 +302,18 @@ class FarmPluginManager:
     def create_backend(
         self, name: str, settings: Mapping[str, Any] | None = None, *, target: str | None = None
     ) -> FarmPlugin:
-        """An instance of backend ``name`` built from ``settings`` (validated)."""
-        return self.get_backend_class(name)(settings, target=target)
+        """An instance of backend ``name`` built from ``settings`` (validated).
+
+        Raises :class:`~farm_adapters.errors.BackendUnavailableError` with the reason
+        when the backend cannot be used here.
+        """
+        cls = self.get_backend_class(name)
+        availability = cls.availability()
+        if not availability.available:
+            raise BackendUnavailableError(
+                f"backend {name!r} is not available: {availability.reason}"
+            )
+        return cls(settings, target=target)
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -327,7 +340,7 @@ def get_plugin_manager(
 
     ``resources``: extra resource directories (a DCC passes its own), loaded after
     ``FARM_ADAPTERS_RESOURCES``. ``plugins``: plug-in objects registered last.
-    ``block``: names of entry points and backends to leave out (added to
+    ``block``: entry-point names and resource-file stems or paths to leave out (added to
     ``FARM_ADAPTERS_BLOCK``). ``autoload``: load entry points; default True unless
     ``FARM_ADAPTERS_DISABLE_AUTOLOAD`` is set.
     """

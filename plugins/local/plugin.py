@@ -152,6 +152,12 @@ class LocalPlugin(FarmPlugin):
     def _check_requirements(self, request: JobRequest) -> int:
         """Refuse what this machine cannot give; return CPU slots per task."""
         req = request.requirements
+        for key in req.extra:
+            raise InvalidRequestError(
+                f"requirements.extra.{key}: the local backend takes no extra options; "
+                f"remove it (extras are backend-specific)",
+                field=f"requirements.extra.{key}",
+            )
         gpus_here = machine.gpu_ids()
         if req.gpus and req.gpus > len(gpus_here):
             raise InvalidRequestError(
