@@ -1,0 +1,39 @@
+"""The shipped conformance suite, run over every registered backend.
+
+Backends that cannot run here are skipped with their own reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_adapters import get_plugin_manager
+from farm_adapters.testing.conformance import *  # noqa: F403 - the suite's tests
+
+#: Settings for backends that need them here (emulators join as they land).
+SETTINGS = {
+    "local": lambda tmp: {"root": str(tmp / "local"), "slots": 2, "grace_period": 2},
+}
+
+BACKENDS = [b.name for b in get_plugin_manager().list_backends()]
+
+
+@pytest.fixture(params=BACKENDS)
+def farm_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    manager = get_plugin_manager()
+    info = {b.name: b for b in manager.list_backends()}[request.param]
+    if not info.available:
+        pytest.skip(f"backend {info.name!r} is not available: {info.reason}")
+    settings = SETTINGS.get(info.name, lambda tmp: {})(tmp_path)
+    backend = manager.create_backend(info.name, settings)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def farm_timeout() -> float:
+    return 60.0
