@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import PYTHON, median, report, time_command  # noqa: E402
+from _common import PYTHON, median, report, time_command
 
 OURS = (
     "import farm_adapters\n"

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, report  # noqa: E402
+from _common import median, report
 
 
 def run_ours(root: Path, tasks: int, slots: int) -> tuple[float, int]:
@@ -87,12 +87,15 @@ def main() -> None:
             ours.append(args.tasks / seconds)
             peaks.append(peak)
             theirs.append(args.tasks / run_xargs(args.tasks, args.slots))
-            print(f"run {i}: ours {ours[-1]:.0f} tasks/s, xargs {theirs[-1]:.0f} tasks/s",
-                  flush=True)
+            print(
+                f"run {i}: ours {ours[-1]:.0f} tasks/s, xargs {theirs[-1]:.0f} tasks/s", flush=True
+            )
         big_seconds, big_peak = run_ours(Path(tmp) / "big", args.big, args.slots)
         small_peak = median(peaks)
-        print(f"{args.big}-task job: {args.big / big_seconds:.0f} tasks/s, supervisor peak "
-              f"RSS {big_peak / 1024:.1f} MiB ({args.tasks}-task job: {small_peak / 1024:.1f} MiB)")
+        print(
+            f"{args.big}-task job: {args.big / big_seconds:.0f} tasks/s, supervisor peak "
+            f"RSS {big_peak / 1024:.1f} MiB ({args.tasks}-task job: {small_peak / 1024:.1f} MiB)"
+        )
     report(
         "local_dispatch_throughput",
         median(ours),

@@ -183,16 +183,26 @@ def backends(obj: Context, as_json: bool) -> None:
         infos = obj.manager.list_backends()
         errors = obj.manager.errors
         if as_json:
-            _dump({
-                "backends": [
-                    {"name": b.name, "display_name": b.display_name, "origin": b.origin,
-                     "available": b.available, "reason": b.reason,
-                     "capabilities": sorted(str(c) for c in b.cls.capabilities) if b.cls else []}
-                    for b in infos
-                ],
-                "errors": [{"origin": getattr(e, "origin", ""), "message": str(e)}
-                           for e in errors],
-            })
+            _dump(
+                {
+                    "backends": [
+                        {
+                            "name": b.name,
+                            "display_name": b.display_name,
+                            "origin": b.origin,
+                            "available": b.available,
+                            "reason": b.reason,
+                            "capabilities": sorted(str(c) for c in b.cls.capabilities)
+                            if b.cls
+                            else [],
+                        }
+                        for b in infos
+                    ],
+                    "errors": [
+                        {"origin": getattr(e, "origin", ""), "message": str(e)} for e in errors
+                    ],
+                }
+            )
             return
         from rich.table import Table
 
@@ -253,8 +263,9 @@ def targets(obj: Context, run_check: bool, as_json: bool) -> None:
                 cells = [name, row["backend"], row["description"]]
                 if run_check:
                     check = row["check"]
-                    cells.append(("[green]ok[/] " if check["ok"] else "[red]failed[/] ")
-                                 + check["detail"])
+                    cells.append(
+                        ("[green]ok[/] " if check["ok"] else "[red]failed[/] ") + check["detail"]
+                    )
                 table.add_row(*cells)
             _console().print(table)
         sys.exit(worst)
@@ -295,16 +306,13 @@ def check(obj: Context, target: str | None, as_json: bool) -> None:
 
 
 def _read_job_file(path: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from ._toml import TOMLDecodeError, read_toml
+
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return read_toml(path)
     except OSError as exc:
         raise InvalidRequestError(f"cannot read job file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except TOMLDecodeError as exc:
         raise InvalidRequestError(f"job file {path} is not valid TOML: {exc}") from exc
 
 
@@ -379,16 +387,22 @@ def submit(
                     "give the command either in the job file or after `--`, not both",
                     field="commands",
                 )
-            data["commands"] = [{"argv": [" ".join(command)], "shell": True} if shell
-                                else list(command)]
+            data["commands"] = [
+                {"argv": [" ".join(command)], "shell": True} if shell else list(command)
+            ]
         if "commands" not in data:
             raise InvalidRequestError(
                 "nothing to run: give a job file or a command after `--`, e.g. "
                 "farm-adapters submit --frames 1-4 -- echo {frame}",
                 field="commands",
             )
-        for key, value in (("frames", frames), ("chunk_size", chunk), ("name", name),
-                           ("priority", priority), ("max_retries", retries)):
+        for key, value in (
+            ("frames", frames),
+            ("chunk_size", chunk),
+            ("name", name),
+            ("priority", priority),
+            ("max_retries", retries),
+        ):
             if value is not None:
                 data[key] = value
         if env:
@@ -399,15 +413,22 @@ def submit(
             request = parse_request(data)
         except InvalidRequestError as exc:
             if job_file is not None:
-                raise InvalidRequestError(f"{job_file}: {exc}", field=exc.field,
-                                          problems=exc.problems) from None
+                raise InvalidRequestError(
+                    f"{job_file}: {exc}", field=exc.field, problems=exc.problems
+                ) from None
             raise
         backend = obj.backend(target)
         progress_cb = None if as_json else _transfer_progress()
         result = submit_request(backend, request, dry_run=dry_run, progress=progress_cb)
         if isinstance(result, DryRun):
-            _dump({"target": result.target, "backend": result.backend,
-                   "tasks": result.request.task_count, "payloads": result.payloads})
+            _dump(
+                {
+                    "target": result.target,
+                    "backend": result.backend,
+                    "tasks": result.request.task_count,
+                    "payloads": result.payloads,
+                }
+            )
             return
         job = result
         if as_json and not (wait_ or follow):
@@ -428,8 +449,10 @@ def submit(
         if as_json:
             _dump(_job_json(job))
         elif follow or wait_:
-            _console(stderr=True).print(f"job {job.id} {_state_text(job.state)}"
-                                        + (f": {job.message}" if job.message else ""))
+            _console(stderr=True).print(
+                f"job {job.id} {_state_text(job.state)}"
+                + (f": {job.message}" if job.message else "")
+            )
         if (follow or wait_) and job.state is not JobState.COMPLETED:
             sys.exit(EXIT_FAILED)
 
@@ -468,15 +491,26 @@ def _wait_with_progress(obj: Context, backend: Any, job: Job) -> Job:
         console=_console(stderr=True),
         transient=False,
     ) as progress:
-        bar = progress.add_task(job.name or job.id, total=job.total_tasks or None,
-                                state=job.state.value)
+        bar = progress.add_task(
+            job.name or job.id, total=job.total_tasks or None, state=job.state.value
+        )
 
         def update(current: Job) -> None:
-            progress.update(bar, completed=current.finished_tasks,
-                            total=current.total_tasks or None, state=current.state.value)
+            progress.update(
+                bar,
+                completed=current.finished_tasks,
+                total=current.total_tasks or None,
+                state=current.state.value,
+            )
 
-        return wait(backend, job.id, on_update=update, poll_interval=0.25, max_interval=2.0,
-                    manager=obj.manager)
+        return wait(
+            backend,
+            job.id,
+            on_update=update,
+            poll_interval=0.25,
+            max_interval=2.0,
+            manager=obj.manager,
+        )
 
 
 # -- jobs ------------------------------------------------------------------------------
@@ -484,13 +518,20 @@ def _wait_with_progress(obj: Context, backend: Any, job: Job) -> Job:
 
 @cli.command()
 @click.option("-t", "--target", help="List the jobs on this farm instead of the journal's.")
-@click.option("-s", "--state", "states", multiple=True,
-              type=click.Choice([s.value for s in JobState]), help="Only these states.")
+@click.option(
+    "-s",
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in JobState]),
+    help="Only these states.",
+)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def jobs(obj: Context, target: str | None, states: tuple[str, ...], limit: int,
-         as_json: bool) -> None:
+def jobs(
+    obj: Context, target: str | None, states: tuple[str, ...], limit: int, as_json: bool
+) -> None:
     """List jobs: those submitted from this machine (the journal), or one farm's."""
     with handle_errors(obj.debug):
         wanted = [JobState(s) for s in states] or None
@@ -528,8 +569,14 @@ def jobs(obj: Context, target: str | None, states: tuple[str, ...], limit: int,
         for column in ("id", "name", "target", "state", "tasks", "submitted"):
             table.add_column(column, overflow="fold")
         for j in found:
-            table.add_row(j.id, j.name, j.target or "", _state_text(j.state),
-                          f"{j.finished_tasks}/{j.total_tasks}", _fmt_time(j.submitted_at))
+            table.add_row(
+                j.id,
+                j.name,
+                j.target or "",
+                _state_text(j.state),
+                f"{j.finished_tasks}/{j.total_tasks}",
+                _fmt_time(j.submitted_at),
+            )
         console = _console()
         console.print(table)
         for problem in problems:
@@ -549,13 +596,20 @@ def status(obj: Context, job_id: str, target: str | None, as_json: bool) -> None
             _dump(_job_json(job))
             return
         console = _console()
-        console.print(f"[bold]{job.id}[/] {job.name}  {_state_text(job.state)}  "
-                      f"{job.finished_tasks}/{job.total_tasks} tasks  target {job.target}")
-        counts = ", ".join(f"{s.value} {n}" for s, n in sorted(
-            job.task_counts.items(), key=lambda kv: list(JobState).index(kv[0])))
+        console.print(
+            f"[bold]{job.id}[/] {job.name}  {_state_text(job.state)}  "
+            f"{job.finished_tasks}/{job.total_tasks} tasks  target {job.target}"
+        )
+        counts = ", ".join(
+            f"{s.value} {n}"
+            for s, n in sorted(job.task_counts.items(), key=lambda kv: list(JobState).index(kv[0]))
+        )
         console.print(f"tasks: {counts}")
-        for label, value in (("submitted", job.submitted_at), ("started", job.started_at),
-                             ("finished", job.finished_at)):
+        for label, value in (
+            ("submitted", job.submitted_at),
+            ("started", job.started_at),
+            ("finished", job.finished_at),
+        ):
             if value:
                 console.print(f"{label}: {_fmt_time(value)}")
         if job.message:

@@ -24,7 +24,6 @@ resolved only when the target is used, and resolved values are never printed.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,16 +67,13 @@ def config_search_path(explicit: str | os.PathLike[str] | None = None) -> list[P
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from ._toml import TOMLDecodeError, read_toml
+
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return read_toml(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read targets file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
 
 
@@ -108,7 +104,7 @@ def resolve_secret(value: Mapping[str, Any], *, where: str) -> str:
     except ImportError as exc:
         raise SecretNotFoundError(
             f"{where} refers to keyring service {service!r} but the keyring package is "
-            f"not installed; pip install keyring, or use {{ env = \"VAR\" }}"
+            f'not installed; pip install keyring, or use {{ env = "VAR" }}'
         ) from exc
     secret = keyring.get_password(service, username)
     if not secret:
@@ -161,7 +157,7 @@ class Target:
                 out[key] = resolve_secret(value, where=where)
             elif key in secret_keys and value is not None:
                 raise ConfigurationError(
-                    f"{where} is a secret: write {{ env = \"VAR\" }} (or a keyring "
+                    f'{where} is a secret: write {{ env = "VAR" }} (or a keyring '
                     f"reference) instead of the value itself"
                 )
             else:
@@ -183,8 +179,7 @@ class Target:
         availability = cls.availability()
         if not availability.available:
             raise BackendUnavailableError(
-                f"{self.where}: backend {self.backend!r} is not available: "
-                f"{availability.reason}"
+                f"{self.where}: backend {self.backend!r} is not available: {availability.reason}"
             )
         settings = self.resolved_settings(_secret_fields(cls.settings_model))
         try:
@@ -200,7 +195,9 @@ def _secret_fields(model: Any) -> frozenset[str]:
     for name, info in model.model_fields.items():
         annotation = info.annotation
         args = getattr(annotation, "__args__", ()) or ()
-        if annotation in (SecretStr, SecretBytes) or any(a in (SecretStr, SecretBytes) for a in args):
+        if annotation in (SecretStr, SecretBytes) or any(
+            a in (SecretStr, SecretBytes) for a in args
+        ):
             names.add(name)
     return frozenset(names)
 
@@ -262,9 +259,7 @@ def parse_targets(data: Mapping[str, Any], source: Path | None = None) -> Target
         if not isinstance(description, str):
             raise ConfigurationError(f"{where}: target {name!r}: 'description' must be a string")
         settings = {k: v for k, v in table.items() if k not in _TARGET_KEYS}
-        targets[name] = Target(
-            name, backend, settings, description=description, source=source
-        )
+        targets[name] = Target(name, backend, settings, description=description, source=source)
     default = data.get("default_target", "local")
     if not isinstance(default, str):
         raise ConfigurationError(f"{where}: default_target must be a target name")

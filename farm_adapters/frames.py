@@ -129,9 +129,7 @@ def _parse(spec: str) -> tuple[int, ...]:
             last = int(match.group(2))
             step = int(match.group(3)) if match.group(3) is not None else 1
             if last < first:
-                raise ValueError(
-                    f"range {item!r} runs backwards; write it as '{last}-{first}'"
-                )
+                raise ValueError(f"range {item!r} runs backwards; write it as '{last}-{first}'")
             if step <= 0:
                 raise ValueError(f"range {item!r} has step {step}; the step must be 1 or more")
             count = (last - first) // step + 1

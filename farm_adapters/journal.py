@@ -90,8 +90,15 @@ class Journal:
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, target, backend, request.name, request.render_context,
-                 request_hash(request), time.time()),
+                (
+                    job_id,
+                    target,
+                    backend,
+                    request.name,
+                    request.render_context,
+                    request_hash(request),
+                    time.time(),
+                ),
             )
 
     def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:

@@ -186,8 +186,9 @@ class FarmPluginManager:
 
     def _record_load_error(self, message: str, origin: str, exc: BaseException) -> None:
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        error = PluginLoadError(f"{message}: {type(exc).__name__}: {exc}", origin=origin,
-                                details=details)
+        error = PluginLoadError(
+            f"{message}: {type(exc).__name__}: {exc}", origin=origin, details=details
+        )
         error.__cause__ = exc
         self.errors.append(error)
 
@@ -248,8 +249,14 @@ class FarmPluginManager:
             return
         if existing.cls is cls and existing.origin == origin:
             return
-        origins = [*(existing.error.origins if isinstance(existing.error, PluginConflictError)
-                     else (existing.origin,)), origin]
+        origins = [
+            *(
+                existing.error.origins
+                if isinstance(existing.error, PluginConflictError)
+                else (existing.origin,)
+            ),
+            origin,
+        ]
         conflict = PluginConflictError(
             f"backend {name!r} is registered by more than one plug-in: "
             + " and ".join(origins)
@@ -289,8 +296,9 @@ class FarmPluginManager:
             cause: BaseException | None = None
             if self.errors:
                 cause = self.errors[0]
-                hint = (f"; {len(self.errors)} plug-in(s) failed to load, see "
-                        "`farm-adapters backends`")
+                hint = (
+                    f"; {len(self.errors)} plug-in(s) failed to load, see `farm-adapters backends`"
+                )
             raise BackendNotFoundError(
                 f"no backend named {name!r} (known: {known}){hint}"
             ) from cause

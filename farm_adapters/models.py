@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -150,9 +150,7 @@ class Command(BaseModel):
     @classmethod
     def _numbers_are_arguments(cls, value: Any) -> Any:
         if isinstance(value, str):
-            raise ValueError(
-                f"argv is a list of arguments, not a string: write {value.split()!r}"
-            )
+            raise ValueError(f"argv is a list of arguments, not a string: write {value.split()!r}")
         if isinstance(value, (list, tuple)):
             return [
                 str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
@@ -163,9 +161,7 @@ class Command(BaseModel):
     @model_validator(mode="after")
     def _shell_script_is_one_string(self) -> Command:
         if self.shell and len(self.argv) != 1:
-            raise ValueError(
-                "with shell = true, argv holds exactly one string: the script to run"
-            )
+            raise ValueError("with shell = true, argv holds exactly one string: the script to run")
         return self
 
     def resolved_argv(self) -> list[str]:
@@ -293,12 +289,29 @@ class JobRequest(BaseModel):
         return tasks
 
 
-class Task(NamedTuple):
+class Task:
     """One unit of work on the farm: the commands of a request for one chunk of frames."""
 
-    index: int
-    frames: tuple[int, ...]
-    commands: tuple[Command, ...]
+    __slots__ = ("commands", "frames", "index")
+
+    def __init__(self, index: int, frames: tuple[int, ...], commands: tuple[Command, ...]):
+        self.index = index
+        self.frames = frames
+        self.commands = commands
+
+    def __repr__(self) -> str:
+        return f"Task(index={self.index}, frames={self.frames!r}, commands={self.commands!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return (self.index, self.frames, self.commands) == (
+            other.index,
+            other.frames,
+            other.commands,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds mutable pydantic models
 
     @property
     def label(self) -> str:

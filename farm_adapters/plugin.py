@@ -168,7 +168,9 @@ class FarmPlugin(ABC):
         try:
             return cls.settings_model.model_validate(data)
         except ValidationError as exc:
-            where = f"target {target!r} (backend {cls.name!r})" if target else f"backend {cls.name!r}"
+            where = (
+                f"target {target!r} (backend {cls.name!r})" if target else f"backend {cls.name!r}"
+            )
             lines = "; ".join(f"{f}: {m}" for f, m in validation_problems(exc))
             raise ConfigurationError(f"invalid settings for {where}: {lines}") from None
 

@@ -119,7 +119,9 @@ def submit(
         except FarmAdapterError as exc:  # the job is on the farm; do not lose it over this
             import logging
 
-            logging.getLogger(__name__).warning("job %s was submitted but not recorded in the journal: %s", job_id, exc)
+            logging.getLogger(__name__).warning(
+                "job %s was submitted but not recorded in the journal: %s", job_id, exc
+            )
     try:
         return backend.get_job(job_id)
     except FarmAdapterError as exc:

@@ -17,8 +17,12 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     data = tmp_path / "data"
     monkeypatch.setenv("FARM_ADAPTERS_DATA_DIR", str(data))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    for var in ("FARM_ADAPTERS_CONFIG", "FARM_ADAPTERS_RESOURCES", "FARM_ADAPTERS_BLOCK",
-                "FARM_ADAPTERS_DISABLE_AUTOLOAD"):
+    for var in (
+        "FARM_ADAPTERS_CONFIG",
+        "FARM_ADAPTERS_RESOURCES",
+        "FARM_ADAPTERS_BLOCK",
+        "FARM_ADAPTERS_DISABLE_AUTOLOAD",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     yield data

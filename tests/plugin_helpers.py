@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BACKEND_CLASS = '''
+BACKEND_CLASS = """
 from farm_adapters import CheckResult, FarmPlugin, Job, JobNotFoundError, JobState
 
 
@@ -30,7 +30,7 @@ class {cls}(FarmPlugin):
 
     def check(self):
         return [CheckResult(name="{name}", ok=True, detail="from {cls}")]
-'''
+"""
 
 
 def hook_file(name: str, cls: str = "StudioPlugin") -> str:

@@ -19,10 +19,17 @@ from plugin_helpers import write_plugin
 EXE = [sys.executable, "-m", "farm_adapters.cli"]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EXE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -46,8 +53,9 @@ def test_backends_json() -> None:
 
 def test_backends_table_shows_plugin_errors(tmp_path: Path) -> None:
     write_plugin(tmp_path / "res", "broken.py", "import nowhere_to_be_found\n")
-    result = cli("backends", env={"FARM_ADAPTERS_RESOURCES": str(tmp_path / "res"),
-                                  "COLUMNS": "200"})
+    result = cli(
+        "backends", env={"FARM_ADAPTERS_RESOURCES": str(tmp_path / "res"), "COLUMNS": "200"}
+    )
     assert result.returncode == 0
     assert "local" in result.stdout and "nowhere_to_be_found" in result.stdout
 
@@ -77,8 +85,9 @@ def _run_in_pty(argv: list[str], timeout: float = 120) -> tuple[int, str]:
 
 
 def test_first_submit_with_no_config_waits_with_a_progress_bar_then_logs() -> None:
-    code, screen = _run_in_pty([*EXE, "submit", "--frames", "1-4", "--wait", "--",
-                                "sh", "-c", "echo frame {frame}"])
+    code, screen = _run_in_pty(
+        [*EXE, "submit", "--frames", "1-4", "--wait", "--", "sh", "-c", "echo frame {frame}"]
+    )
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     assert code == 0, plain
     assert "4/4" in plain and "completed" in plain
@@ -182,16 +191,22 @@ def farm_adapters_register_backends(register):
 def vault_env(tmp_path: Path) -> dict[str, str]:
     write_plugin(tmp_path / "res", "vault.py", VAULT)
     config = tmp_path / "targets.toml"
-    config.write_text('[targets.vault]\nbackend = "vault"\nurl = "https://vault.invalid:8222"\n'
-                      'api_key = { env = "VAULT_API_KEY" }\n')
-    return {"FARM_ADAPTERS_RESOURCES": str(tmp_path / "res"),
-            "FARM_ADAPTERS_CONFIG": str(config)}
+    config.write_text(
+        '[targets.vault]\nbackend = "vault"\nurl = "https://vault.invalid:8222"\n'
+        'api_key = { env = "VAULT_API_KEY" }\n'
+    )
+    return {"FARM_ADAPTERS_RESOURCES": str(tmp_path / "res"), "FARM_ADAPTERS_CONFIG": str(config)}
 
 
 def test_missing_secret_variable_is_one_line_exit_2(vault_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VAULT_API_KEY"} | vault_env
-    result = subprocess.run([*EXE, "submit", "--target", "vault", "--", "true"],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [*EXE, "submit", "--target", "vault", "--", "true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "VAULT_API_KEY" in one_line_error(result)
 
@@ -207,8 +222,12 @@ def test_unreachable_farm_is_one_line_exit_3(vault_env: dict[str, str]) -> None:
 def test_json_listings_parse_and_carry_no_secret(vault_env: dict[str, str]) -> None:
     env = vault_env | {"VAULT_API_KEY": "top-secret-token"}
     submitted = json.loads(cli("submit", "--json", "--wait", "--", "echo", "hi", env=env).stdout)
-    for args in (["jobs", "--json"], ["status", submitted["id"], "--json"],
-                 ["targets", "--json"], ["targets", "--check", "--json"]):
+    for args in (
+        ["jobs", "--json"],
+        ["status", submitted["id"], "--json"],
+        ["targets", "--json"],
+        ["targets", "--check", "--json"],
+    ):
         result = cli(*args, env=env)
         assert "top-secret-token" not in result.stdout + result.stderr
         json.loads(result.stdout)
@@ -220,19 +239,32 @@ def test_json_listings_parse_and_carry_no_secret(vault_env: dict[str, str]) -> N
 
 
 def test_dry_run_prints_payloads_and_submits_nothing() -> None:
-    result = cli("submit", "--dry-run", "--frames", "1-3", "--chunk", "2", "--",
-                 "render", "--from", "{start}", "--to", "{end}")
+    result = cli(
+        "submit",
+        "--dry-run",
+        "--frames",
+        "1-3",
+        "--chunk",
+        "2",
+        "--",
+        "render",
+        "--from",
+        "{start}",
+        "--to",
+        "{end}",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["tasks"] == 2
     assert [p["commands"][0]["argv"] for p in data["payloads"]] == [
-        ["render", "--from", "1", "--to", "2"], ["render", "--from", "3", "--to", "3"]]
+        ["render", "--from", "1", "--to", "2"],
+        ["render", "--from", "3", "--to", "3"],
+    ]
     assert json.loads(cli("jobs", "--json").stdout)["jobs"] == []
 
 
 def test_stop_and_restart() -> None:
-    job = json.loads(cli("submit", "--json", "--", "sh", "-c",
-                         "echo go; sleep 60").stdout)
+    job = json.loads(cli("submit", "--json", "--", "sh", "-c", "echo go; sleep 60").stdout)
     deadline = time.monotonic() + 30
     while json.loads(cli("status", job["id"], "--json").stdout)["state"] != "running":
         assert time.monotonic() < deadline
@@ -241,8 +273,7 @@ def test_stop_and_restart() -> None:
     assert stopped.returncode == 0 and "stopped" in stopped.stderr
     restarted = cli("restart", job["id"])
     assert restarted.returncode == 0
-    assert json.loads(cli("status", job["id"], "--json").stdout)["state"] in {"queued",
-                                                                             "running"}
+    assert json.loads(cli("status", job["id"], "--json").stdout)["state"] in {"queued", "running"}
     cli("stop", job["id"], "--wait")
 
 

@@ -103,13 +103,16 @@ def _manager_with(cls: type[FarmPlugin]) -> object:
     return get_plugin_manager(plugins=[Hooks()])
 
 
-def test_secrets_come_from_references_only(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_come_from_references_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manager = _manager_with(_secret_backend())
-    path = write(tmp_path / "t.toml", (
-        '[targets.vault]\nbackend = "vault"\nurl = "https://farm"\n'
-        'api_key = { env = "VAULT_KEY" }\n'
-        '[targets.plain]\nbackend = "vault"\nurl = "https://farm"\napi_key = "hunter2"\n'))
+    path = write(
+        tmp_path / "t.toml",
+        (
+            '[targets.vault]\nbackend = "vault"\nurl = "https://farm"\n'
+            'api_key = { env = "VAULT_KEY" }\n'
+            '[targets.plain]\nbackend = "vault"\nurl = "https://farm"\napi_key = "hunter2"\n'
+        ),
+    )
     config = load_targets(path)
     with pytest.raises(SecretNotFoundError) as info:
         config.get("vault").create_backend(manager)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from farm_adapters import get_plugin_manager
-from farm_adapters.testing.conformance import *  # noqa: F403 - the suite's tests
+from farm_adapters.testing.conformance import *
 
 #: Settings for backends that need them here (emulators join as they land).
 SETTINGS = {

@@ -7,8 +7,11 @@ from farm_adapters import errors
 
 
 def _error_classes() -> list[type[BaseException]]:
-    return [c for _, c in inspect.getmembers(errors, inspect.isclass)
-            if issubclass(c, BaseException) and c.__module__ == errors.__name__]
+    return [
+        c
+        for _, c in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(c, BaseException) and c.__module__ == errors.__name__
+    ]
 
 
 def test_one_tree() -> None:
@@ -41,16 +44,50 @@ def test_not_found_says_what_to_do() -> None:
 
 def test_public_api_is_pinned() -> None:
     expected = {
-        "APIError", "AuthenticationError", "Availability", "BackendError", "BackendInfo",
-        "BackendNotFoundError", "BackendUnavailableError", "Capability", "CheckResult",
-        "Command", "ConfigurationError", "DryRun", "FarmAdapterError", "FarmPlugin",
-        "FarmPluginManager", "FrameSet", "InstallationMetadata", "InvalidRequestError", "Job",
-        "JobError", "JobNotFoundError", "JobRequest", "JobState", "LogChunk",
-        "PluginConflictError", "PluginError", "PluginLoadError", "Requirements",
-        "SecretNotFoundError", "SubmitError", "TargetNotFoundError", "Task", "TransferError",
-        "TransferProgress", "UnsupportedOperationError", "WaitTimeoutError", "__version__",
-        "derive_job_state", "follow_log", "get_plugin_manager", "hookimpl", "parse_request",
-        "submit", "wait",
+        "APIError",
+        "AuthenticationError",
+        "Availability",
+        "BackendError",
+        "BackendInfo",
+        "BackendNotFoundError",
+        "BackendUnavailableError",
+        "Capability",
+        "CheckResult",
+        "Command",
+        "ConfigurationError",
+        "DryRun",
+        "FarmAdapterError",
+        "FarmPlugin",
+        "FarmPluginManager",
+        "FrameSet",
+        "InstallationMetadata",
+        "InvalidRequestError",
+        "Job",
+        "JobError",
+        "JobNotFoundError",
+        "JobRequest",
+        "JobState",
+        "LogChunk",
+        "PluginConflictError",
+        "PluginError",
+        "PluginLoadError",
+        "Requirements",
+        "SecretNotFoundError",
+        "SubmitError",
+        "TargetNotFoundError",
+        "Task",
+        "TransferError",
+        "TransferProgress",
+        "UnsupportedOperationError",
+        "WaitTimeoutError",
+        "__version__",
+        "derive_job_state",
+        "follow_log",
+        "get_plugin_manager",
+        "hookimpl",
+        "parse_request",
+        "submit",
+        "wait",
     }
     assert set(farm_adapters.__all__) == expected
     for name in expected:

@@ -17,8 +17,9 @@ def test_import_and_listing_stay_light() -> None:
         "names = [b.name for b in farm_adapters.get_plugin_manager().list_backends()]\n"
         "print(json.dumps({'names': names, 'modules': sorted(sys.modules)}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     data = json.loads(out)
     assert {"local", "ovfarm", "runai"} <= set(data["names"])
     loaded = {m.split(".")[0] for m in data["modules"]}

@@ -51,8 +51,12 @@ def running_pgids(backend: Any, job_id: str, count: int, timeout: float = 30) ->
     deadline = time.monotonic() + timeout
     while True:
         with sqlite3.connect(backend.db_path) as conn:
-            pids = [p for (p,) in conn.execute(
-                "SELECT pid FROM tasks WHERE job_id = ? AND state = 'running'", (job_id,))]
+            pids = [
+                p
+                for (p,) in conn.execute(
+                    "SELECT pid FROM tasks WHERE job_id = ? AND state = 'running'", (job_id,)
+                )
+            ]
         if len(pids) >= count:
             return pids
         assert time.monotonic() < deadline, "tasks never started"
@@ -71,15 +75,14 @@ def group_alive(pgid: int) -> bool:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rfind(")") + 2:].split()
+            fields = stat[stat.rfind(")") + 2 :].split()
             if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
                 return True
     return False
 
 
 def test_six_frames_complete_with_every_line_in_the_job_log(local_backend: Any) -> None:
-    job = run(local_backend, commands=[["sh", "-c", "echo rendering frame {frame}"]],
-              frames="1-6")
+    job = run(local_backend, commands=[["sh", "-c", "echo rendering frame {frame}"]], frames="1-6")
     done = wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     assert done.state is JobState.COMPLETED
     assert done.task_counts == {JobState.COMPLETED: 6}
@@ -94,9 +97,11 @@ def test_six_frames_complete_with_every_line_in_the_job_log(local_backend: Any) 
 
 
 def test_one_failing_frame_fails_the_job_and_the_log_shows_the_code(local_backend: Any) -> None:
-    job = run(local_backend,
-              commands=[["sh", "-c", "echo frame {frame}; [ {frame} -ne 4 ] || exit 3"]],
-              frames="1-6")
+    job = run(
+        local_backend,
+        commands=[["sh", "-c", "echo frame {frame}; [ {frame} -ne 4 ] || exit 3"]],
+        frames="1-6",
+    )
     done = wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     assert done.state is JobState.FAILED
     assert done.task_counts == {JobState.COMPLETED: 5, JobState.FAILED: 1}
@@ -115,8 +120,9 @@ def test_job_outlives_the_submitting_process(tmp_path: Path, local_backend: Any)
         print(job.id)
     """)
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
     submitter_seconds = time.monotonic() - started
     job_id = out.stdout.strip()
     # The submitter is gone; a new reader finds the job still going.
@@ -149,8 +155,7 @@ def test_killed_supervisor_is_reported_failed_within_one_query(local_backend: An
 
 def test_stop_leaves_no_process_of_the_job(local_backend: Any) -> None:
     # Each task has a child of its own in its process group.
-    job = run(local_backend, commands=[["sh", "-c", "sleep 100 & sleep 100; wait"]],
-              frames="1-2")
+    job = run(local_backend, commands=[["sh", "-c", "sleep 100 & sleep 100; wait"]], frames="1-2")
     pgids = running_pgids(local_backend, job.id, 2)
     assert all(group_alive(p) for p in pgids)
     local_backend.stop_job(job.id)
@@ -163,7 +168,8 @@ def test_stop_leaves_no_process_of_the_job(local_backend: Any) -> None:
 
 def test_stop_kills_what_ignores_sigterm_after_the_grace_period(tmp_path: Path) -> None:
     backend = get_plugin_manager().create_backend(
-        "local", {"root": str(tmp_path / "l"), "slots": 1, "grace_period": 0.5})
+        "local", {"root": str(tmp_path / "l"), "slots": 1, "grace_period": 0.5}
+    )
     job = run(backend, commands=[["sh", "-c", "trap '' TERM; echo ready; sleep 100; sleep 100"]])
     (pgid,) = running_pgids(backend, job.id, 1)
     time.sleep(0.3)  # let the trap be installed
@@ -176,7 +182,8 @@ def test_stop_kills_what_ignores_sigterm_after_the_grace_period(tmp_path: Path) 
 
 def test_stop_of_queued_tasks(tmp_path: Path) -> None:
     backend = get_plugin_manager().create_backend(
-        "local", {"root": str(tmp_path / "l"), "slots": 1, "grace_period": 1})
+        "local", {"root": str(tmp_path / "l"), "slots": 1, "grace_period": 1}
+    )
     job = run(backend, commands=[["sleep", "100"]], frames="1-5")
     running_pgids(backend, job.id, 1)
     backend.stop_job(job.id)
@@ -208,8 +215,10 @@ def test_two_processes_polling_never_see_errors_or_torn_states(local_backend: An
                 break
         print(json.dumps({{"polls": polls, "problems": problems, "state": j.state.value}}))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", poller], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", poller], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     for result in results:
         assert result["problems"] == []
@@ -219,15 +228,17 @@ def test_two_processes_polling_never_see_errors_or_torn_states(local_backend: An
 
 def test_slots_are_shared_by_every_job_on_the_machine(tmp_path: Path) -> None:
     backend = get_plugin_manager().create_backend(
-        "local", {"root": str(tmp_path / "l"), "slots": 2})
+        "local", {"root": str(tmp_path / "l"), "slots": 2}
+    )
     marks = tmp_path / "marks"
     marks.mkdir()
-    script = (f"date +%s.%N > {marks}/{{context}}-{{frame}}.start; sleep 0.4; "
-              f"date +%s.%N > {marks}/{{context}}-{{frame}}.end")
+    script = (
+        f"date +%s.%N > {marks}/{{context}}-{{frame}}.start; sleep 0.4; "
+        f"date +%s.%N > {marks}/{{context}}-{{frame}}.end"
+    )
     jobs = [run(backend, commands=[["sh", "-c", script]], frames="1-3") for _ in range(2)]
     for job in jobs:
-        assert wait(backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is \
-            JobState.COMPLETED
+        assert wait(backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is JobState.COMPLETED
     events = []
     for start in marks.glob("*.start"):
         events.append((float(start.read_text()), 1))
@@ -242,7 +253,8 @@ def test_slots_are_shared_by_every_job_on_the_machine(tmp_path: Path) -> None:
 
 def test_timeout_fails_the_task(tmp_path: Path) -> None:
     backend = get_plugin_manager().create_backend(
-        "local", {"root": str(tmp_path / "l"), "grace_period": 1})
+        "local", {"root": str(tmp_path / "l"), "grace_period": 1}
+    )
     job = run(backend, commands=[["sleep", "60"]], requirements={"timeout": 0.5})
     done = wait(backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     assert done.state is JobState.FAILED
@@ -251,8 +263,10 @@ def test_timeout_fails_the_task(tmp_path: Path) -> None:
 
 def test_max_retries_reruns_failed_tasks(local_backend: Any, tmp_path: Path) -> None:
     counter = tmp_path / "count"
-    script = (f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
-              f"echo attempt $n; [ $n -ge 3 ]")
+    script = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        f"echo attempt $n; [ $n -ge 3 ]"
+    )
     job = run(local_backend, commands=[["sh", "-c", script]], max_retries=2)
     done = wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     assert done.state is JobState.COMPLETED
@@ -261,17 +275,16 @@ def test_max_retries_reruns_failed_tasks(local_backend: Any, tmp_path: Path) -> 
     # without retries the same script fails
     counter.unlink()
     job = run(local_backend, commands=[["sh", "-c", script]])
-    assert wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is \
-        JobState.FAILED
+    assert wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is JobState.FAILED
 
 
-def test_restart_is_a_new_attempt_that_keeps_the_old_log(local_backend: Any,
-                                                         tmp_path: Path) -> None:
+def test_restart_is_a_new_attempt_that_keeps_the_old_log(
+    local_backend: Any, tmp_path: Path
+) -> None:
     flag = tmp_path / "flag"
     script = f"echo frame {{frame}}; [ {{frame}} -ne 2 ] || [ -f {flag} ]"
     job = run(local_backend, commands=[["sh", "-c", script]], frames="1-3")
-    assert wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is \
-        JobState.FAILED
+    assert wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is JobState.FAILED
     with pytest.raises(InvalidRequestError):
         running = run(local_backend, commands=[["sleep", "30"]])
         try:
@@ -289,8 +302,7 @@ def test_restart_is_a_new_attempt_that_keeps_the_old_log(local_backend: Any,
 
 
 def test_commands_of_a_task_run_in_order_and_stop_at_a_failure(local_backend: Any) -> None:
-    job = run(local_backend, commands=[["echo", "one"], ["sh", "-c", "exit 5"],
-                                       ["echo", "never"]])
+    job = run(local_backend, commands=[["echo", "one"], ["sh", "-c", "exit 5"], ["echo", "never"]])
     done = wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     assert done.state is JobState.FAILED
     log = local_backend.get_render_log(job.id).text
@@ -306,10 +318,18 @@ def test_missing_executable_fails_with_a_reason(local_backend: Any) -> None:
 
 
 def test_environment_and_cwd_reach_the_task(local_backend: Any, tmp_path: Path) -> None:
-    job = run(local_backend,
-              commands=[{"argv": ["sh", "-c", "echo $SCENE $TASKVAR $FARM_ADAPTERS_FRAMES; pwd"],
-                         "cwd": str(tmp_path), "env": {"TASKVAR": "t{frame}"}}],
-              environment={"SCENE": "cornell"}, frames="7")
+    job = run(
+        local_backend,
+        commands=[
+            {
+                "argv": ["sh", "-c", "echo $SCENE $TASKVAR $FARM_ADAPTERS_FRAMES; pwd"],
+                "cwd": str(tmp_path),
+                "env": {"TASKVAR": "t{frame}"},
+            }
+        ],
+        environment={"SCENE": "cornell"},
+        frames="7",
+    )
     wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     log = local_backend.get_render_log(job.id).text
     assert "cornell t7 7\n" in log and f"{tmp_path}\n" in log
@@ -324,8 +344,9 @@ def test_environment_and_cwd_reach_the_task(local_backend: Any, tmp_path: Path) 
         ({"extra": {"queue": "x"}}, "requirements.extra.queue"),
     ],
 )
-def test_what_the_machine_lacks_is_refused(local_backend: Any, requirements: dict[str, Any],
-                                           field: str) -> None:
+def test_what_the_machine_lacks_is_refused(
+    local_backend: Any, requirements: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidRequestError) as info:
         run(local_backend, commands=[["true"]], requirements=requirements)
     assert info.value.field == field
@@ -348,10 +369,15 @@ def test_gpu_ids_are_handed_out_through_cuda_visible_devices(
     (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: Fake'\necho 'GPU 1: Fake'\n")
     (fake / "nvidia-smi").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    job = run(local_backend, commands=[["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES"]],
-              frames="1-2", requirements={"gpus": 1})
-    assert wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is \
-        JobState.COMPLETED
+    job = run(
+        local_backend,
+        commands=[["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES"]],
+        frames="1-2",
+        requirements={"gpus": 1},
+    )
+    assert (
+        wait(local_backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is JobState.COMPLETED
+    )
     log = local_backend.get_render_log(job.id).text
     lines = [line for line in log.splitlines() if line.startswith("gpus=")]
     assert len(lines) == 2 and set(lines) <= {"gpus=0", "gpus=1"}

@@ -38,8 +38,9 @@ def test_unknown_backend_lists_known_ones() -> None:
         get_plugin_manager().get_backend_class("nope")
 
 
-def test_resources_hook_file_is_listed_and_usable(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resources_hook_file_is_listed_and_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     res = tmp_path / "res"
     path = write_plugin(res, "studio_farm.py", hook_file("studio_farm"))
     monkeypatch.setenv("FARM_ADAPTERS_RESOURCES", f"/does/not/exist:{res}")
@@ -126,8 +127,10 @@ def test_disable_autoload_skips_builtins_but_not_resources(
 
 def test_misspelt_hook_is_reported(tmp_path: Path) -> None:
     res = tmp_path / "res"
-    text = ("from farm_adapters import hookimpl\n\n@hookimpl\n"
-            "def farm_adapters_register_backend(register):\n    pass\n")
+    text = (
+        "from farm_adapters import hookimpl\n\n@hookimpl\n"
+        "def farm_adapters_register_backend(register):\n    pass\n"
+    )
     path = write_plugin(res, "typo.py", text)
     manager = get_plugin_manager(resources=[res])
     (error,) = manager.errors
@@ -156,8 +159,9 @@ def test_plugins_passed_in_code(tmp_path: Path) -> None:
     assert "renamed" in names(manager)
 
 
-def test_entry_points_of_other_distributions(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_points_of_other_distributions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = tmp_path / "site"
     (site / "studio_pkg").mkdir(parents=True)
     (site / "studio_pkg" / "__init__.py").write_text(hook_file("studio_ep"))

@@ -14,8 +14,15 @@ from farm_adapters import (
     parse_request,
 )
 
-Q, R, S_, C, F, S, U = (JobState.QUEUED, JobState.RUNNING, JobState.STOPPING,
-                        JobState.COMPLETED, JobState.FAILED, JobState.STOPPED, JobState.UNKNOWN)
+Q, R, S_, C, F, S, U = (
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.STOPPING,
+    JobState.COMPLETED,
+    JobState.FAILED,
+    JobState.STOPPED,
+    JobState.UNKNOWN,
+)
 
 
 def test_final_states() -> None:
@@ -110,29 +117,55 @@ def test_shell_only_when_asked() -> None:
 
 
 def test_tasks_substitute_tokens() -> None:
-    request = parse_request({
-        "commands": [["render", "-s", "{start}", "-e", "{end}", "-o", "out_{frame:04d}.exr",
-                      "--all={frames}", "{{frame}}", "{unknown}", '{"json": 1}']],
-        "frames": "1-5",
-        "chunk_size": 2,
-        "folder": "/farm/tmp/ctx",
-    })
+    request = parse_request(
+        {
+            "commands": [
+                [
+                    "render",
+                    "-s",
+                    "{start}",
+                    "-e",
+                    "{end}",
+                    "-o",
+                    "out_{frame:04d}.exr",
+                    "--all={frames}",
+                    "{{frame}}",
+                    "{unknown}",
+                    '{"json": 1}',
+                ]
+            ],
+            "frames": "1-5",
+            "chunk_size": 2,
+            "folder": "/farm/tmp/ctx",
+        }
+    )
     tasks = request.tasks()
     assert [t.frames for t in tasks] == [(1, 2), (3, 4), (5,)]
     assert request.task_count == 3
     assert tasks[1].commands[0].argv == [
-        "render", "-s", "3", "-e", "4", "-o", "out_0003.exr", "--all=3,4", "{frame}",
-        "{unknown}", '{"json": 1}',
+        "render",
+        "-s",
+        "3",
+        "-e",
+        "4",
+        "-o",
+        "out_0003.exr",
+        "--all=3,4",
+        "{frame}",
+        "{unknown}",
+        '{"json": 1}',
     ]
     assert tasks[2].label == "task 2 (frame 5)" and tasks[0].label == "task 0 (frames 1-2)"
 
 
 def test_folder_and_context_tokens_and_env() -> None:
-    request = parse_request({
-        "commands": [{"argv": ["ls", "{folder}"], "env": {"CTX": "{context}"}}],
-        "render_context": "abc-123",
-        "folder": "/farm/abc-123",
-    })
+    request = parse_request(
+        {
+            "commands": [{"argv": ["ls", "{folder}"], "env": {"CTX": "{context}"}}],
+            "render_context": "abc-123",
+            "folder": "/farm/abc-123",
+        }
+    )
     (task,) = request.tasks()
     assert task.commands[0].argv == ["ls", "/farm/abc-123"]
     assert task.commands[0].env == {"CTX": "abc-123"}

@@ -24,18 +24,24 @@ from farm_adapters.journal import Journal
 from farm_adapters.transfer.local import copy_into
 
 
-def test_files_are_copied_into_the_job_folder_with_progress(local_backend: Any,
-                                                            tmp_path: Path) -> None:
+def test_files_are_copied_into_the_job_folder_with_progress(
+    local_backend: Any, tmp_path: Path
+) -> None:
     scene = tmp_path / "scene.xml"
     scene.write_bytes(b"<scene/>" * 1000)
     textures = tmp_path / "textures"
     (textures / "wood").mkdir(parents=True)
     (textures / "wood" / "albedo.png").write_bytes(b"png" * 10)
     seen: list[TransferProgress] = []
-    job = submit(local_backend, {
-        "commands": [["sh", "-c", "cat {folder}/scene.xml | wc -c; ls {folder}/textures/wood"]],
-        "files": [str(scene), str(textures)],
-    }, progress=seen.append, journal=False)
+    job = submit(
+        local_backend,
+        {
+            "commands": [["sh", "-c", "cat {folder}/scene.xml | wc -c; ls {folder}/textures/wood"]],
+            "files": [str(scene), str(textures)],
+        },
+        progress=seen.append,
+        journal=False,
+    )
     assert isinstance(job, Job)
     done = wait(local_backend, job.id, timeout=60, poll_interval=0.1)
     assert done.state is JobState.COMPLETED
@@ -46,11 +52,16 @@ def test_files_are_copied_into_the_job_folder_with_progress(local_backend: Any,
 
 
 def test_environment_layers(local_backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(type(local_backend), "get_environment_for_job",
-                        lambda self, request: {"RENDERER_ROOT": "/opt/r", "OVERRIDE": "backend"})
-    result = submit(local_backend, {"commands": [["true"]],
-                                    "environment": {"OVERRIDE": "request"},
-                                    "render_context": "ctx-1"}, dry_run=True)
+    monkeypatch.setattr(
+        type(local_backend),
+        "get_environment_for_job",
+        lambda self, request: {"RENDERER_ROOT": "/opt/r", "OVERRIDE": "backend"},
+    )
+    result = submit(
+        local_backend,
+        {"commands": [["true"]], "environment": {"OVERRIDE": "request"}, "render_context": "ctx-1"},
+        dry_run=True,
+    )
     assert isinstance(result, DryRun)
     env = result.request.environment
     assert env["RENDERER_ROOT"] == "/opt/r" and env["OVERRIDE"] == "request"
@@ -58,11 +69,15 @@ def test_environment_layers(local_backend: Any, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_dry_run_sends_nothing(local_backend: Any) -> None:
-    result = submit(local_backend, {"commands": [["render", "{frame}"]], "frames": "1-3"},
-                    dry_run=True)
+    result = submit(
+        local_backend, {"commands": [["render", "{frame}"]], "frames": "1-3"}, dry_run=True
+    )
     assert isinstance(result, DryRun)
     assert [p["commands"][0]["argv"] for p in result.payloads] == [
-        ["render", "1"], ["render", "2"], ["render", "3"]]
+        ["render", "1"],
+        ["render", "2"],
+        ["render", "3"],
+    ]
     assert local_backend.get_jobs() == []
     assert not local_backend.folders.exists()
 
@@ -109,8 +124,9 @@ def test_wait_announces_state_changes_through_the_hook(local_backend: Any) -> No
 
 
 def test_follow_log_streams_until_the_end(local_backend: Any) -> None:
-    job = submit(local_backend, {"commands": [["sh", "-c", "echo a; sleep 0.3; echo b"]]},
-                 journal=False)
+    job = submit(
+        local_backend, {"commands": [["sh", "-c", "echo a; sleep 0.3; echo b"]]}, journal=False
+    )
     text = "".join(follow_log(local_backend, job.id, poll_interval=0.05, timeout=60))
     assert text.index("a\n") < text.index("b\n")
     assert text == local_backend.get_render_log(job.id).text
@@ -143,5 +159,7 @@ def test_copy_refuses_two_files_with_one_name(tmp_path: Path) -> None:
     (tmp_path / "a" / "scene.xml").write_text("1")
     (tmp_path / "b" / "scene.xml").write_text("2")
     with pytest.raises(InvalidRequestError, match="same name"):
-        copy_into([str(tmp_path / "a" / "scene.xml"), str(tmp_path / "b" / "scene.xml")],
-                  str(tmp_path / "dest"))
+        copy_into(
+            [str(tmp_path / "a" / "scene.xml"), str(tmp_path / "b" / "scene.xml")],
+            str(tmp_path / "dest"),
+        )

@@ -183,8 +183,9 @@ class LocalPlugin(FarmPlugin):
                 field="requirements.memory",
             )
         labels: LocalSettings = self.settings  # type: ignore[assignment]
-        missing = [x for x in [*req.labels, *([req.pool] if req.pool else [])]
-                   if x not in labels.labels]
+        missing = [
+            x for x in [*req.labels, *([req.pool] if req.pool else [])] if x not in labels.labels
+        ]
         if missing:
             raise InvalidRequestError(
                 f"requirements.labels: this machine does not have {', '.join(missing)}; "
@@ -230,10 +231,19 @@ class LocalPlugin(FarmPlugin):
                     "log_dir, environment, max_retries, timeout, gpus, slots_per_task, slots, "
                     "grace_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        job_id, seq, request.name, request.render_context, time.time(),
-                        request.folder, str(log_dir), json.dumps(request.environment),
-                        request.max_retries, request.requirements.timeout,
-                        request.requirements.gpus or 0, slots_per_task, self.slots,
+                        job_id,
+                        seq,
+                        request.name,
+                        request.render_context,
+                        time.time(),
+                        request.folder,
+                        str(log_dir),
+                        json.dumps(request.environment),
+                        request.max_retries,
+                        request.requirements.timeout,
+                        request.requirements.gpus or 0,
+                        slots_per_task,
+                        self.slots,
                         self.settings.grace_period,  # type: ignore[attr-defined]
                     ),
                 )
@@ -256,8 +266,13 @@ class LocalPlugin(FarmPlugin):
         try:
             with open(log_dir / "supervisor.log", "ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "farm_adapters.plugins.local.supervisor",
-                     str(self.db_path), job_id],
+                    [
+                        sys.executable,
+                        "-m",
+                        "farm_adapters.plugins.local.supervisor",
+                        str(self.db_path),
+                        job_id,
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,
@@ -337,16 +352,19 @@ class LocalPlugin(FarmPlugin):
             if current is None or current[0] != pid:
                 conn.execute("ROLLBACK")  # restarted meanwhile
                 return False
-            pgids = [p for (p,) in conn.execute(
-                "SELECT pid FROM tasks WHERE job_id = ? AND state = 'running'", (job_id,))]
+            pgids = [
+                p
+                for (p,) in conn.execute(
+                    "SELECT pid FROM tasks WHERE job_id = ? AND state = 'running'", (job_id,)
+                )
+            ]
             conn.execute(
                 "UPDATE tasks SET state = ?, finished_at = ?, message = ? "
                 "WHERE job_id = ? AND state IN ('queued', 'running', 'stopping', 'unknown')",
                 (state, time.time(), reason, job_id),
             )
             conn.execute(
-                "UPDATE jobs SET finished_at = COALESCE(finished_at, ?), message = ? "
-                "WHERE id = ?",
+                "UPDATE jobs SET finished_at = COALESCE(finished_at, ?), message = ? WHERE id = ?",
                 (time.time(), reason, job_id),
             )
             conn.execute("COMMIT")
@@ -365,11 +383,21 @@ class LocalPlugin(FarmPlugin):
         except OSError:
             pass  # the state in the database is what matters; the log line is a courtesy
 
-    def _job_from(
-        self, row: tuple[Any, ...], counts: dict[JobState, int]
-    ) -> Job:
-        (job_id, name, context, submitted, started, finished, attempt, stop_requested,
-         _pid, _start, message, _log_dir) = row
+    def _job_from(self, row: tuple[Any, ...], counts: dict[JobState, int]) -> Job:
+        (
+            job_id,
+            name,
+            context,
+            submitted,
+            started,
+            finished,
+            attempt,
+            stop_requested,
+            _pid,
+            _start,
+            message,
+            _log_dir,
+        ) = row
         job = Job.from_task_states(
             counts,
             id=job_id,
@@ -401,8 +429,10 @@ class LocalPlugin(FarmPlugin):
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
         with self._db() as conn:
-            rows = [tuple(r) for r in conn.execute(
-                f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC")]
+            rows = [
+                tuple(r)
+                for r in conn.execute(f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC")
+            ]
             all_counts: dict[str, dict[JobState, int]] = {}
             for job_id, state, n in conn.execute(
                 "SELECT job_id, state, COUNT(*) FROM tasks GROUP BY job_id, state"
@@ -513,13 +543,21 @@ class LocalPlugin(FarmPlugin):
             probe.unlink()
             results.append(CheckResult(name="temporary folders", ok=True, detail=str(self.folders)))
         except OSError as exc:
-            results.append(CheckResult(name="temporary folders", ok=False,
-                                       detail=f"{self.folders} is not writable: {exc}"))
-        results.append(CheckResult(
-            name="slots", ok=True,
-            detail=f"{self.slots} slot(s); {machine.cpu_count()} CPU(s); "
-                   f"{len(machine.gpu_ids())} GPU(s)",
-        ))
+            results.append(
+                CheckResult(
+                    name="temporary folders",
+                    ok=False,
+                    detail=f"{self.folders} is not writable: {exc}",
+                )
+            )
+        results.append(
+            CheckResult(
+                name="slots",
+                ok=True,
+                detail=f"{self.slots} slot(s); {machine.cpu_count()} CPU(s); "
+                f"{len(machine.gpu_ids())} GPU(s)",
+            )
+        )
         return results
 
 

@@ -85,8 +85,18 @@ class Supervisor:
         ).fetchone()
         if row is None:
             raise SystemExit(f"no job {job_id} in {db_path}")
-        (self.attempt, log_dir, environment, self.max_retries, self.timeout, self.gpus,
-         self.slots_per_task, slots, self.grace, stop_requested) = row
+        (
+            self.attempt,
+            log_dir,
+            environment,
+            self.max_retries,
+            self.timeout,
+            self.gpus,
+            self.slots_per_task,
+            slots,
+            self.grace,
+            stop_requested,
+        ) = row
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.job_env = json.loads(environment)
@@ -463,8 +473,10 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m farm_adapters.plugins.local.supervisor DB_PATH JOB_ID",
-              file=sys.stderr)
+        print(
+            "usage: python -m farm_adapters.plugins.local.supervisor DB_PATH JOB_ID",
+            file=sys.stderr,
+        )
         return 2
     supervisor = Supervisor(Path(args[0]), args[1])
     try:

@@ -21,9 +21,7 @@ class RunAIPlugin(UnimplementedPlugin):
 
     @classmethod
     def availability(cls) -> Availability:
-        return Availability(
-            False, "not implemented yet: the Run:ai backend is still being built"
-        )
+        return Availability(False, "not implemented yet: the Run:ai backend is still being built")
 
 
 @hookimpl
