@@ -11,6 +11,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 only
     import tomli as tomllib
 
+__all__ = ["TOMLDecodeError", "read_toml", "tomllib"]
+
 TOMLDecodeError = tomllib.TOMLDecodeError
 
 

@@ -17,9 +17,21 @@ def test_demo_renders_frames_and_a_contact_sheet(tmp_path: Path) -> None:
     image_lib = pytest.importorskip("PIL.Image", reason="the demo extra is not installed")
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "cornell" / "demo.py"), "--frames", "3",
-         "--size", "48", "--spp", "4", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "examples" / "cornell" / "demo.py"),
+            "--frames",
+            "3",
+            "--size",
+            "48",
+            "--spp",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     frames = sorted((out / "frames").glob("*.png"))

@@ -1,6 +1,6 @@
 """Assemble rendered frames into one labelled contact sheet.
 
-    python contact_sheet.py --out contact_sheet.png frames/frame_*.png
+python contact_sheet.py --out contact_sheet.png frames/frame_*.png
 """
 
 from __future__ import annotations

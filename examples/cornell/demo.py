@@ -64,12 +64,22 @@ def main() -> None:
         {
             "name": "cornell-orbit",
             "files": [str(HERE / "render_frame.py")],
-            "commands": [[
-                sys.executable, "{folder}/render_frame.py",
-                "--frame", "{frame}", "--frames", str(args.frames),
-                "--size", str(args.size), "--spp", str(args.spp),
-                "--out", f"{frames_dir}/frame_{{frame:04d}}.png",
-            ]],
+            "commands": [
+                [
+                    sys.executable,
+                    "{folder}/render_frame.py",
+                    "--frame",
+                    "{frame}",
+                    "--frames",
+                    str(args.frames),
+                    "--size",
+                    str(args.size),
+                    "--spp",
+                    str(args.spp),
+                    "--out",
+                    f"{frames_dir}/frame_{{frame:04d}}.png",
+                ]
+            ],
             "frames": f"1-{args.frames}",
             "outputs": [str(frames_dir)],
         },
@@ -82,8 +92,15 @@ def main() -> None:
         {
             "name": "cornell-contact-sheet",
             "files": [str(HERE / "contact_sheet.py")],
-            "commands": [[sys.executable, "{folder}/contact_sheet.py", "--out", str(sheet),
-                          *map(str, frames)]],
+            "commands": [
+                [
+                    sys.executable,
+                    "{folder}/contact_sheet.py",
+                    "--out",
+                    str(sheet),
+                    *map(str, frames),
+                ]
+            ],
             "outputs": [str(sheet)],
         },
         "contact sheet",
