@@ -35,7 +35,7 @@ def main() -> None:
         (24, 24, 24),
     )
     draw = ImageDraw.Draw(sheet)
-    for i, (path, image) in enumerate(zip(frames, images)):
+    for i, (path, image) in enumerate(zip(frames, images, strict=True)):
         x = pad + (i % columns) * (width + pad)
         y = pad + (i // columns) * (height + pad + label)
         sheet.paste(image, (x, y))
