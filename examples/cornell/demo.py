@@ -107,7 +107,8 @@ def main() -> None:
     )
     print(f"frames:        {frames_dir}/frame_0001.png ... frame_{args.frames:04d}.png")
     print(f"contact sheet: {sheet}")
-    print(f"render log:    farm-adapters logs {render.id}")
+    cli = Path(sys.executable).parent / "farm-adapters"
+    print(f"render log:    {cli if cli.exists() else 'farm-adapters'} logs {render.id}")
 
 
 if __name__ == "__main__":
