@@ -674,6 +674,83 @@ def restart(obj: Context, job_id: str, target: str | None, wait_: bool) -> None:
             sys.exit(EXIT_FAILED)
 
 
+@cli.group()
+def emulate() -> None:
+    """Run a farm emulator on this machine (needs the `emulators` extra)."""
+
+
+@emulate.command("ovfarm")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8222, show_default=True)
+@click.option(
+    "--api-key",
+    envvar="FARM_ADAPTERS_EMULATOR_API_KEY",
+    default="change-me",
+    show_default=True,
+    help="The X-API-KEY jobs/save and jobs/remove expect.",
+)
+@click.option(
+    "--job-dir",
+    type=click.Path(file_okay=False),
+    help="Keep job definitions as .kit files here (survive a restart).",
+)
+@click.option("--agents", type=int, default=2, show_default=True, help="Built-in agents.")
+@click.option("--labels", default="", help="Comma-separated labels of the built-in agents.")
+@click.option(
+    "--cancel-delay",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds before the queue forces a cancelling task to cancelled.",
+)
+@click.option(
+    "--propagation-delay",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds before agents see a saved job definition.",
+)
+@click.option(
+    "--log-interval",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Seconds between an agent's log uploads.",
+)
+def emulate_ovfarm(
+    host: str,
+    port: int,
+    api_key: str,
+    job_dir: str | None,
+    agents: int,
+    labels: str,
+    cancel_delay: float,
+    propagation_delay: float,
+    log_interval: float,
+) -> None:
+    """An Omniverse Farm queue (2.0.42) with agents that really run tasks."""
+    try:
+        from .testing.emulators._server import serve
+        from .testing.emulators.ovfarm import create_app
+    except ImportError as exc:
+        fail(
+            f"the emulator needs the emulators extra: pip install "
+            f"'farm-adapters[emulators]' ({exc})",
+            EXIT_USAGE,
+        )
+    app = create_app(
+        api_key=api_key,
+        job_dir=job_dir,
+        agents=agents,
+        agent_labels=[x for x in labels.split(",") if x],
+        cancel_delay=cancel_delay,
+        propagation_delay=propagation_delay,
+        log_interval=log_interval,
+    )
+    click.echo(f"Omniverse Farm emulator on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    serve(app, host=host, port=port)
+
+
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:

@@ -38,3 +38,24 @@ def local_backend(tmp_path: Path) -> Iterator[object]:
     )
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def ovfarm_emulator() -> Iterator[object]:
+    """A real Omniverse Farm emulator on 127.0.0.1 with two agents, fast timings."""
+    pytest.importorskip("fastapi", reason="the emulators extra is not installed")
+    from farm_adapters.testing.emulators._server import BackgroundServer
+    from farm_adapters.testing.emulators.ovfarm import create_app
+
+    app = create_app(api_key="test-key", agents=2, cancel_delay=3.0, propagation_delay=0.3,
+                     log_interval=0.1, agent_poll=0.05)
+    with BackgroundServer(app) as server:
+        server.farm = app.state.farm  # type: ignore[attr-defined]
+        yield server
+
+
+@pytest.fixture
+def ovfarm_settings(ovfarm_emulator: object, tmp_path: Path) -> dict[str, object]:
+    return {"url": ovfarm_emulator.url, "api_key": "test-key",  # type: ignore[attr-defined]
+            "log_dir": str(tmp_path / "ovfarm-logs"), "folders": str(tmp_path / "ovfarm-folders"),
+            "retries": 3}

@@ -14,9 +14,10 @@ import pytest
 from farm_adapters import get_plugin_manager
 from farm_adapters.testing.conformance import *
 
-#: Settings for backends that need them here (emulators join as they land).
+#: How to build each backend here: its settings, from the fixtures it needs.
 SETTINGS = {
-    "local": lambda tmp: {"root": str(tmp / "local"), "slots": 2, "grace_period": 2},
+    "local": lambda request, tmp: {"root": str(tmp / "local"), "slots": 2, "grace_period": 2},
+    "ovfarm": lambda request, tmp: request.getfixturevalue("ovfarm_settings"),
 }
 
 BACKENDS = [b.name for b in get_plugin_manager().list_backends()]
@@ -28,7 +29,7 @@ def farm_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any
     info = {b.name: b for b in manager.list_backends()}[request.param]
     if not info.available:
         pytest.skip(f"backend {info.name!r} is not available: {info.reason}")
-    settings = SETTINGS.get(info.name, lambda tmp: {})(tmp_path)
+    settings = SETTINGS.get(info.name, lambda request, tmp: {})(request, tmp_path)
     backend = manager.create_backend(info.name, settings)
     yield backend
     backend.close()

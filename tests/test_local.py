@@ -23,8 +23,8 @@ from farm_adapters import (
     submit,
     wait,
 )
+from farm_adapters.logfile import complete_utf8 as _complete_utf8
 from farm_adapters.plugins.local import machine
-from farm_adapters.plugins.local.plugin import _complete_utf8
 
 TIMEOUT = 60
 

@@ -36,12 +36,11 @@ from farm_adapters import (
 )
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import BackendUnavailableError, SubmitError, TransferError
+from farm_adapters.logfile import read_chunk
 from farm_adapters.plugin import ProgressCallback
 
 from . import machine, store
 
-#: Most bytes one get_render_log() call returns.
-LOG_CHUNK_LIMIT = 1 << 20
 #: A job whose supervisor never recorded itself within this many seconds is failed.
 SUPERVISOR_START_GRACE = 60.0
 
@@ -462,19 +461,12 @@ class LocalPlugin(FarmPlugin):
             row = self._job_row(conn, job_id)
         path = Path(row[11]) / "job.log"
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read(LOG_CHUNK_LIMIT)
-                size = os.fstat(f.fileno()).st_size
-        except FileNotFoundError:
-            data, size = b"", 0
+            text, next_offset, size = read_chunk(path, offset)
         except OSError as exc:
             raise BackendUnavailableError(f"cannot read render log {path}: {exc}") from exc
-        data = _complete_utf8(data)
-        next_offset = offset + len(data)
         return LogChunk(
             job_id=job_id,
-            text=data.decode("utf-8", errors="replace"),
+            text=text,
             offset=offset,
             next_offset=next_offset,
             complete=job.state.final and next_offset >= size,
@@ -559,15 +551,3 @@ class LocalPlugin(FarmPlugin):
             )
         )
         return results
-
-
-def _complete_utf8(data: bytes) -> bytes:
-    """Drop a trailing, incomplete UTF-8 sequence (the rest is read next time)."""
-    for cut in range(1, min(4, len(data)) + 1):
-        byte = data[-cut]
-        if byte < 0x80:
-            return data
-        if byte >= 0xC0:  # lead byte: is its sequence complete?
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return data if cut >= need else data[:-cut]
-    return data

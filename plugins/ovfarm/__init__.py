@@ -1,31 +1,27 @@
-"""NVIDIA Omniverse Farm backend (``ovfarm``): the Farm queue's REST API.
+"""``ovfarm``: NVIDIA Omniverse Farm through its queue REST API.
 
-Not implemented yet: it is listed, and reports itself unavailable with the reason,
-so that tools see the name and no one mistakes it for a working backend.
+Registers the backend and, through the command-line hook, ``farm-adapters jobdefs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from farm_adapters import Availability, hookimpl
+from farm_adapters import hookimpl
 
-from ..unimplemented import UnimplementedPlugin
+from .plugin import OmniverseFarmPlugin, OmniverseFarmSettings
 
-
-class OmniverseFarmPlugin(UnimplementedPlugin):
-    """Omniverse Farm queue backend (not implemented yet)."""
-
-    name = "ovfarm"
-    display_name = "NVIDIA Omniverse Farm"
-
-    @classmethod
-    def availability(cls) -> Availability:
-        return Availability(
-            False, "not implemented yet: the Omniverse Farm backend is still being built"
-        )
+__all__ = ["OmniverseFarmPlugin", "OmniverseFarmSettings"]
 
 
 @hookimpl
 def farm_adapters_register_backends(register: Callable[..., None]) -> None:
     register(OmniverseFarmPlugin)
+
+
+@hookimpl
+def farm_adapters_register_commands(cli: Any) -> None:
+    from .commands import jobdefs
+
+    cli.add_command(jobdefs)

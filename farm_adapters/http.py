@@ -1,0 +1,192 @@
+"""The HTTP layer shared by HTTP backends: one httpx client per backend instance,
+retries where they are safe, and every httpx error translated at this boundary.
+
+- Idempotent requests are retried with exponential backoff on connection errors, 5xx,
+  429 and 503 (honouring ``Retry-After``).
+- A non-idempotent request (a submit) is retried only when it certainly never reached
+  the server (the connection could not be opened). When it may have reached the server
+  (a timeout after sending, a dropped connection, a 5xx), :class:`OutcomeUnknownError`
+  tells the caller to look before trying again.
+- TLS certificates are verified unless a target explicitly says otherwise.
+
+httpx is imported when a session is created, never at module import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import APIError, AuthenticationError, BackendUnavailableError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HttpSession", "OutcomeUnknownError", "excerpt"]
+
+USER_AGENT = "farm-adapters/0.1"
+#: Statuses worth retrying for an idempotent request.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class OutcomeUnknownError(BackendUnavailableError):
+    """A non-idempotent request may or may not have been carried out by the server."""
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    """A short, single-line piece of a response body for error messages."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+class HttpSession:
+    """A thread-safe httpx client for one farm, with retries and error mapping.
+
+    ``name`` (the target) prefixes every error message. ``transport`` is a test seam
+    (an ``httpx.MockTransport``); real tests use real servers.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        headers: Mapping[str, str] | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self.verify = verify
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+        #: Requests sent (attempts included), for benchmarks and tests.
+        self.requests_sent = 0
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    verify=self.verify,
+                    timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                    headers=self.headers,
+                    transport=self._transport,
+                    limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        json: Any = None,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        retry_statuses: Iterable[int] = RETRY_STATUSES,
+    ) -> httpx.Response:
+        """Send a request; return the response whatever its status (see
+        :meth:`check`). Raises BackendUnavailableError when the farm cannot be reached
+        and OutcomeUnknownError when a non-idempotent request may have been done."""
+        import httpx
+
+        client = self.client
+        retry_on = frozenset(retry_statuses)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests_sent += 1
+            try:
+                response = client.request(
+                    method, path, json=json, params=params, headers=headers, data=data
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Never reached the server: safe to try again, whatever the request.
+                if attempt <= self.retries:
+                    self._sleep(attempt, None)
+                    continue
+                raise BackendUnavailableError(
+                    f"target {self.name!r}: cannot connect to {self.base_url} "
+                    f"({type(exc).__name__}: {exc}); check the url and that the farm is up"
+                ) from exc
+            except httpx.TransportError as exc:
+                if idempotent and attempt <= self.retries:
+                    self._sleep(attempt, None)
+                    continue
+                cls = BackendUnavailableError if idempotent else OutcomeUnknownError
+                raise cls(
+                    f"target {self.name!r}: {method} {path} failed "
+                    f"({type(exc).__name__}: {exc or 'no answer'})"
+                ) from exc
+            if response.status_code in retry_on:
+                if idempotent and attempt <= self.retries:
+                    self._sleep(attempt, response)
+                    continue
+                if not idempotent and response.status_code >= 500:
+                    raise OutcomeUnknownError(
+                        f"target {self.name!r}: {method} {path} answered "
+                        f"{response.status_code}: {excerpt(response.text)}"
+                    )
+            return response
+
+    def _sleep(self, attempt: int, response: httpx.Response | None) -> None:
+        delay = self.backoff * (2 ** (attempt - 1))
+        if response is not None:
+            retry_after = response.headers.get("Retry-After")
+            if retry_after:
+                with contextlib.suppress(ValueError):
+                    delay = max(delay, min(float(retry_after), 30.0))
+        time.sleep(min(delay, 10.0))
+
+    def check(self, response: httpx.Response, what: str) -> httpx.Response:
+        """Raise the matching error for a non-2xx response."""
+        status = response.status_code
+        if status < 300:
+            return response
+        body = excerpt(response.text)
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"target {self.name!r}: {what} was refused ({status}: {body}); check the "
+                f"target's credentials"
+            )
+        raise APIError(
+            f"target {self.name!r}: {what} failed with HTTP {status}: {body}",
+            status=status,
+            body=body,
+        )
+
+    def json(self, response: httpx.Response, what: str) -> Any:
+        """The JSON body of a successful response."""
+        self.check(response, what)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise APIError(
+                f"target {self.name!r}: {what} answered with something that is not JSON: "
+                f"{excerpt(response.text)}",
+                status=response.status_code,
+                body=excerpt(response.text),
+            ) from exc

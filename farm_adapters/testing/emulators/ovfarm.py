@@ -1,0 +1,1106 @@
+"""An emulator of the NVIDIA Omniverse Farm queue (nv.svc.farm 2.0.42).
+
+Built from ``shared/reference/omniverse-farm-api.md`` and the real OpenAPI spec, warts
+included: ``tasks/list`` returns only ``submitted`` tasks unless asked, keys its answer
+by a Python tuple repr string and answers 400 on an unknown ``field``; cancel and retry
+answer HTTP 500 on an unknown id or a forbidden transition; only ``jobs/save`` and
+``jobs/remove`` check ``X-API-KEY`` (403); logs are 404 until an agent uploaded some;
+cancel is two-phase (``cancelling``, then ``cancelled`` when the agent has killed the
+process or after ``cancel_delay`` seconds); errored tasks are retried automatically
+unless ``metadata._retry.is_retryable`` is false.
+
+Built-in agents really run each task's argv, built from the job definition's
+``command``, ``args`` and ``allowed_args`` (an argument not in ``allowed_args`` errors
+the task), with the agent's own environment not forwarded (as on Linux), labels matched
+exactly, and logs uploaded in the Farm format (``#### Agent ID:`` header, ``Process
+exited with return code: N`` footer). A saved job definition reaches the agents only
+after ``propagation_delay`` seconds, as agents re-poll ``jobs/load``.
+
+Test controls live under ``/_emulator`` (never part of the real API): fault injection
+(errors before or after processing, hangs, latency), stuck agents, request counters.
+
+    farm-adapters emulate ovfarm --port 8222 --api-key KEY [--job-dir DIR]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..._toml import read_toml
+
+__all__ = ["FarmEmulator", "create_app"]
+
+FARM_VERSION = "2.0.42"
+STATUSES = (
+    "submitted",
+    "waiting",
+    "starting",
+    "running",
+    "errored",
+    "finished",
+    "paused",
+    "cancelled",
+    "archived",
+    "cancelling",
+    "pausing",
+    "pending",
+)
+# Allowed next states (reference §4, the rows that exist in 2.0.42); staying put is
+# always allowed.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "submitted": frozenset(
+        {"pending", "starting", "running", "cancelling", "pausing", "cancelled", "paused"}
+    ),
+    "waiting": frozenset(
+        {
+            "submitted",
+            "starting",
+            "running",
+            "cancelling",
+            "pausing",
+            "cancelled",
+            "paused",
+            "finished",
+            "errored",
+        }
+    ),
+    "pending": frozenset(
+        {
+            "submitted",
+            "starting",
+            "running",
+            "cancelling",
+            "pausing",
+            "cancelled",
+            "paused",
+            "finished",
+            "errored",
+        }
+    ),
+    "starting": frozenset(
+        {"running", "cancelling", "pausing", "cancelled", "paused", "finished", "errored"}
+    ),
+    "running": frozenset(
+        {"starting", "cancelling", "pausing", "cancelled", "paused", "finished", "errored"}
+    ),
+    "pausing": frozenset({"paused", "finished", "errored"}),
+    "cancelling": frozenset({"cancelled", "finished", "errored"}),
+    "cancelled": frozenset({"archived", "finished", "errored", "submitted"}),
+    "paused": frozenset({"starting", "cancelling", "cancelled", "finished", "errored"}),
+    "finished": frozenset({"archived", "submitted"}),
+    "errored": frozenset({"archived", "submitted"}),
+    "archived": frozenset(),
+}
+RETRY_FROM = frozenset({"finished", "errored", "cancelled", "pending", "waiting"})
+ARCHIVE_FROM = frozenset({"finished", "errored", "cancelled"})
+# tasks/list projection: database column -> key in the task dict.
+COLUMNS = {
+    "task_id": "task_id",
+    "task_type": "task_type",
+    "task_args": "task_args",
+    "task_function": "task_function",
+    "task_function_args": "task_function_args",
+    "task_requirements": "task_requirements",
+    "task_status": "status",
+    "user_id": "userid",
+    "task_comment": "task_comment",
+    "task_details": "task_details",
+    "task_metrics": "metrics",
+    "task_progress": "progress",
+    "task_submission_time": "task_submission_time",
+    "priority": "priority",
+    "metadata": "metadata",
+    "labels": "labels",
+}
+ALWAYS_LISTED = (
+    "task_id",
+    "task_type",
+    "task_function",
+    "task_status",
+    "task_submission_time",
+    "priority",
+)
+RETRY_LIMIT = 3
+RETRY_MAX_AGE = 259200.0
+
+# -- request models (names and fields as in the 2.0.42 OpenAPI spec) ------------------
+
+Status = enum.Enum("Status", {s: s for s in STATUSES}, type=str)  # type: ignore[misc]
+
+
+class TaskSubmissionModel(BaseModel):
+    user: str = Field(max_length=2048)
+    task_type: str = Field(max_length=512)
+    task_args: dict[str, Any]
+    task_function: str = Field(default="", max_length=128)
+    task_function_args: dict[str, Any] = Field(default_factory=dict)
+    task_requirements: dict[str, Any] = Field(default_factory=dict)
+    task_comment: str = ""
+    priority: int = 65535
+    metadata: dict[str, Any] | None = None
+    status: Status | None = None
+    labels: list[str] | None = None
+
+
+class TaskProgressModel(BaseModel):
+    current_step_index: int | None = None
+    total_step_count: int | None = None
+    progress: float | None = None
+    status_message: str | None = None
+    time_remaining: float | None = None
+
+
+class TaskUpdateModel(BaseModel):
+    task_id: str = Field(max_length=36)
+    task_type: str = Field(max_length=512)
+    task_function: str = Field(default="", max_length=128)
+    task_function_args: dict[str, Any] = Field(default_factory=dict)
+    status: Status
+    agent_id: str | None = None
+    task_comment: str = ""
+    metrics: str = ""
+    priority: int | None = None
+    metadata: dict[str, Any] | None = None
+    labels: list[str] | None = None
+    progress: TaskProgressModel | None = None
+    userid: str | None = None
+    details: str | None = None
+
+
+class TaskArchiveRequestModel(BaseModel):
+    task_ids: list[str] = Field(default_factory=list)
+
+
+class TaskRequestModel(BaseModel):
+    task_types: list[list[str]]
+    capacity: dict[str, Any] = Field(default_factory=dict)
+    agent_id: str
+    labels: list[str] = Field(default_factory=list)
+
+
+class TaskChangeRequestModel(BaseModel):
+    after: int | None = None
+    ending_with: int | None = None
+
+
+class JobDefinitionModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = "job-name"
+    job_type: str = "base,kit,kit-service"  # the 2.0.42 default, verbatim
+    command: str = "command"
+    args: list[str] = Field(default_factory=list)
+    task_function: str = ""
+    env: dict[str, str] = Field(default_factory=dict)
+    log_to_stdout: bool = True
+    extension_paths: list[str] = Field(default_factory=list)
+    allowed_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    job_spec_path: str | None = None
+    headless: bool = True
+    active: bool = True
+    unresolved_command_path: str | None = None
+    success_return_codes: list[int] = Field(default_factory=lambda: [0])
+    capacity_requirements: dict[str, Any] = Field(default_factory=dict)
+    working_directory: str | None = None
+    container: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_rules(cls, value: str) -> str:
+        if "_" in value:
+            raise ValueError("Job definition names cannot contain underscores")
+        if len(value) > 32:
+            raise ValueError("Job definition names cannot be longer than 32 characters")
+        return value
+
+
+class JobDefinitionRemoveModel(BaseModel):
+    job_definition_name: str
+
+
+class AgentModel(BaseModel):
+    agent_id: str
+    task_types: list[Any] = Field(default_factory=list)
+    active_tasks: list[str] = Field(default_factory=list)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    errored_task_count: int | None = None
+    labels: list[str] = Field(default_factory=list)
+
+
+class AgentTaskLog(BaseModel):
+    agent_id: str
+    task_id: str
+    logs: str
+
+
+class InvalidTransition(Exception):
+    """A forbidden status change; the real service lets it escape as HTTP 500."""
+
+
+# -- the queue ------------------------------------------------------------------------
+
+
+class FarmEmulator:
+    """The queue's state plus its built-in agents. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "change-me",
+        job_dir: str | os.PathLike[str] | None = None,
+        agents: int = 2,
+        agent_labels: list[str] | None = None,
+        cancel_delay: float = 30.0,
+        propagation_delay: float = 30.0,
+        log_interval: float = 0.5,
+        agent_poll: float = 0.1,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.job_dir = Path(job_dir) if job_dir else None
+        self.cancel_delay = cancel_delay
+        self.propagation_delay = propagation_delay
+        self.log_interval = log_interval
+        self.agent_poll = agent_poll
+        self.work_dir = Path(work_dir) if work_dir else None
+        self.lock = threading.RLock()
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.sequence: dict[str, int] = {}
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        self.changed: dict[str, int] = {}
+        self.revision = 0
+        self.logs: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.job_times: dict[str, float] = {}
+        self.removed: dict[str, float] = {}
+        self.faults: list[dict[str, Any]] = []
+        self.stuck: str | None = None
+        self.counters: dict[str, int] = {}
+        self.external_agents: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._timers: list[threading.Timer] = []
+        if self.job_dir is not None:
+            self._load_job_dir()
+        self.agents = [
+            _Agent(self, f"emulator-agent-{i}", list(agent_labels or [])) for i in range(agents)
+        ]
+
+    # lifecycle
+
+    def start(self) -> None:
+        for agent in self.agents:
+            agent.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for timer in self._timers:
+            timer.cancel()
+        for agent in self.agents:
+            agent.join(timeout=10)
+
+    # job definitions
+
+    def _load_job_dir(self) -> None:
+        assert self.job_dir is not None
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.job_dir.glob("*.kit")):
+            data = read_toml(path)
+            for name, table in (data.get("job") or {}).items():
+                definition = JobDefinitionModel.model_validate({**table, "name": name})
+                self.jobs[name] = definition.model_dump()
+                self.job_times[name] = 0.0  # known to agents from the start
+
+    def save_job(self, definition: JobDefinitionModel) -> None:
+        data = definition.model_dump()
+        with self.lock:
+            self.jobs[definition.name] = data
+            self.job_times[definition.name] = time.time()
+            self.removed.pop(definition.name, None)
+        if self.job_dir is not None:
+            import tomli_w
+
+            table = {k: v for k, v in data.items() if v is not None}
+            path = self.job_dir / f"{definition.name}.kit"
+            tmp = path.with_suffix(".kit.tmp")
+            tmp.write_text(tomli_w.dumps({"job": {definition.name: table}}))
+            os.replace(tmp, path)
+
+    def remove_job(self, name: str) -> None:
+        with self.lock:
+            if self.jobs.pop(name, None) is not None:
+                self.removed[name] = time.time()
+            self.job_times.pop(name, None)
+        if self.job_dir is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.job_dir / f"{name}.kit").unlink()
+
+    def agent_view_of_jobs(self) -> dict[str, dict[str, Any]]:
+        """What agents know: definitions older than the propagation delay, plus removed
+        ones they have not noticed yet."""
+        now = time.time()
+        with self.lock:
+            view = {
+                n: d
+                for n, d in self.jobs.items()
+                if now - self.job_times.get(n, 0.0) >= self.propagation_delay
+            }
+            return view
+
+    # tasks
+
+    def _bump(self, task_id: str) -> None:
+        self.revision += 1
+        self.changed[task_id] = self.revision
+
+    def _record(
+        self, task: dict[str, Any], user: str | None, agent_id: str | None, details: str | None
+    ) -> None:
+        rows = self.history.setdefault(task["task_id"], [])
+        row = {
+            "task_id": task["task_id"],
+            "status": task["status"],
+            "user_id": user,
+            "agent_id": agent_id,
+            "details": details,
+            "progress": task["progress"] or None,
+            "time": time.time(),
+        }
+        last = rows[-1] if rows else None
+        if last and (last["status"], last["agent_id"], last["user_id"]) == (
+            row["status"],
+            row["agent_id"],
+            row["user_id"],
+        ):
+            rows[-1] = row
+        else:
+            rows.append(row)
+
+    def submit(self, body: TaskSubmissionModel) -> str:
+        task_id = str(uuid.uuid4())
+        metadata = dict(body.metadata or {})
+        metadata["original_submitter"] = body.user
+        task = {
+            "task_id": task_id,
+            "task_type": body.task_type,
+            "task_args": body.task_args,
+            "task_function": body.task_function,
+            "task_function_args": body.task_function_args,
+            "task_requirements": body.task_requirements,
+            "status": body.status.value if body.status else "submitted",
+            "userid": body.user,
+            "task_comment": body.task_comment,
+            "task_details": "",
+            "metrics": "",
+            "progress": {},
+            "task_submission_time": time.time(),
+            "priority": body.priority,
+            "metadata": metadata,
+            "labels": body.labels or [],
+        }
+        with self.lock:
+            self.tasks[task_id] = task
+            self.sequence[task_id] = len(self.sequence)
+            self._record(task, body.user, None, None)
+            self._bump(task_id)
+        return task_id
+
+    def get(self, task_id: str) -> dict[str, Any]:
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise KeyError(task_id)
+            return _copy(task)
+
+    def set_status(
+        self,
+        task_id: str,
+        status: str,
+        *,
+        user: str | None = None,
+        agent_id: str | None = None,
+        details: str | None = None,
+    ) -> dict[str, Any]:
+        with self.lock:
+            task = self.tasks[task_id]  # KeyError escapes as HTTP 500, as in the real service
+            old = task["status"]
+            if status != old and status not in TRANSITIONS[old]:
+                raise InvalidTransition(f"{old} -> {status}")
+            task["status"] = status
+            if details is not None:
+                task["task_details"] = details
+            self._record(task, user, agent_id, details)
+            self._bump(task_id)
+            if status == "errored" and old != "errored":
+                self._maybe_retry(task)
+            return _copy(task)
+
+    def _maybe_retry(self, task: dict[str, Any]) -> None:
+        retry = dict(task["metadata"].get("_retry") or {})
+        if retry.get("is_retryable") is False:
+            return
+        limit = int(retry.get("limit", RETRY_LIMIT))
+        count = int(retry.get("count", 0))
+        too_old = time.time() - task["task_submission_time"] > RETRY_MAX_AGE
+        if count >= limit or too_old:
+            retry["is_done"] = True
+            task["metadata"]["_retry"] = retry
+            return
+        retry["count"] = count + 1
+        task["metadata"]["_retry"] = retry
+        details = f"Task errored. Retry attempt {count + 1} of {limit}"
+        task["status"] = "submitted"
+        task["task_details"] = details
+        self._record(task, "Retries", None, details)
+
+    def cancel(self, body: TaskUpdateModel) -> None:
+        self.set_status(
+            body.task_id, "cancelling", user=body.userid, details="cancelling at user's request"
+        )
+
+        def force() -> None:
+            with self.lock:
+                task = self.tasks.get(body.task_id)
+                if task is not None and task["status"] == "cancelling":
+                    self.set_status(
+                        body.task_id, "cancelled", user="Queue", details="cancelled by the queue"
+                    )
+
+        timer = threading.Timer(self.cancel_delay, force)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def retry(self, body: TaskUpdateModel) -> None:
+        with self.lock:
+            task = self.tasks[body.task_id]
+            if task["status"] not in RETRY_FROM:
+                raise InvalidTransition(f"cannot retry a {task['status']} task")
+            if body.metadata is not None:
+                task["metadata"] = body.metadata
+            if body.labels is not None:
+                task["labels"] = body.labels
+            self.set_status(
+                body.task_id,
+                "submitted",
+                user=body.userid,
+                details=body.details or "restarting at user's request",
+            )
+
+    def fetch(
+        self, task_types: list[tuple[str, str]], labels: list[str], agent_id: str
+    ) -> dict[str, Any] | None:
+        wanted = {tuple(t) for t in task_types}
+        key = ",".join(labels)
+        with self.lock:
+            candidates = [
+                t
+                for t in self.tasks.values()
+                if t["status"] == "submitted"
+                and (t["task_type"], t["task_function"]) in wanted
+                and ",".join(t["labels"]) == key
+            ]
+            if not candidates:
+                return None
+            task = min(
+                candidates,
+                key=lambda t: (
+                    t["priority"],
+                    t["task_submission_time"],
+                    self.sequence[t["task_id"]],
+                ),
+            )
+            return self.set_status(task["task_id"], "starting", agent_id=agent_id)
+
+    def append_log(self, task_id: str, text: str) -> None:
+        now = time.time()
+        with self.lock:
+            entry = self.logs.setdefault(
+                task_id, {"created_at": now, "updated_at": now, "logs": ""}
+            )
+            entry["logs"] += text
+            entry["updated_at"] = now
+
+    def listing(
+        self,
+        task_type: str | None,
+        task_function: str | None,
+        statuses: list[str] | None,
+        fields: list[str] | None,
+    ) -> dict[str, list[Any]]:
+        wanted = set(statuses or ["submitted"])
+        keys = None
+        if fields:
+            keys = {COLUMNS[c] for c in (*ALWAYS_LISTED, *fields)}
+        with self.lock:
+            tasks = sorted(
+                (
+                    t
+                    for t in self.tasks.values()
+                    if t["status"] in wanted
+                    and (task_type is None or t["task_type"] == task_type)
+                    and (task_function is None or t["task_function"] == task_function)
+                ),
+                key=lambda t: (
+                    t["priority"],
+                    t["task_submission_time"],
+                    self.sequence[t["task_id"]],
+                ),
+            )
+            result: dict[str, list[Any]] = {}
+            for task in tasks:
+                item = _copy(task)
+                if keys is not None:
+                    item = {k: (v if k in keys else None) for k, v in item.items()}
+                result.setdefault(repr((task["task_type"], task["task_function"])), []).append(item)
+            return result
+
+    # faults
+
+    def take_fault(self, method: str, path: str, phase: str) -> dict[str, Any] | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["phase"] != phase or fault["remaining"] == 0:
+                    continue
+                if fault["method"] not in ("*", method):
+                    continue
+                if not re.search(fault["path"], path):
+                    continue
+                if fault["remaining"] > 0:
+                    fault["remaining"] -= 1
+                return dict(fault)
+        return None
+
+
+def _copy(task: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(task)
+
+
+def build_argv(definition: dict[str, Any], task_args: dict[str, Any]) -> list[Any]:
+    """argv from a job definition and a task's arguments (reference §6).
+
+    Raises KeyError for an argument the definition does not allow."""
+    argv: list[Any] = [definition["command"]]
+    for arg in definition.get("args", []):
+        argv.extend(arg.split(" ") if arg.startswith("--enable") else [arg])
+    for folder in definition.get("extension_paths", []):
+        argv.extend(["--ext-folder", folder])
+    processed: list[Any] = []
+    positional: list[tuple[int, Any]] = []
+    allowed = definition.get("allowed_args", {})
+    for key, value in task_args.items():
+        spec = allowed[key]  # KeyError: the task errors, as in the 2.x agent
+        arg = spec.get("arg", "")
+        if isinstance(arg, int) or (isinstance(arg, str) and arg.isdigit()):
+            positional.append((int(arg), value))
+            continue
+        separator = spec.get("separator", "=")
+        if separator == " ":
+            processed.extend([arg, value])
+        else:
+            processed.append(f"{arg}{separator}{value}")
+    for index, value in sorted(positional, key=lambda p: p[0]):
+        processed.insert(index, value)
+    return argv + processed
+
+
+def _env_list(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    out = {}
+    for item in value or []:
+        if isinstance(item, dict) and "name" in item:
+            out[str(item["name"])] = str(item.get("value", ""))
+    return out
+
+
+class _Agent(threading.Thread):
+    """A built-in agent: fetches tasks it has a definition for and really runs them."""
+
+    def __init__(self, farm: FarmEmulator, agent_id: str, labels: list[str]) -> None:
+        super().__init__(name=agent_id, daemon=True)
+        self.farm = farm
+        self.agent_id = agent_id
+        self.labels = labels
+        self.active: list[str] = []
+        self.errored = 0
+        self.checkin = time.time()
+
+    def run(self) -> None:
+        while not self.farm._stop.is_set():
+            self.checkin = time.time()
+            task = None
+            if self.farm.stuck != "submitted":
+                definitions = self.farm.agent_view_of_jobs()
+                types = [
+                    (n, d.get("task_function", ""))
+                    for n, d in definitions.items()
+                    if d.get("active", True)
+                ]
+                if types:
+                    task = self.farm.fetch(types, self.labels, self.agent_id)
+            if task is None:
+                self.farm._stop.wait(self.farm.agent_poll)
+                continue
+            definition = definitions[task["task_type"]]
+            self.active = [task["task_id"]]
+            try:
+                self.execute(task, definition)
+            except Exception as exc:  # an agent bug must not kill the agent
+                with contextlib.suppress(Exception):
+                    self.farm.set_status(
+                        task["task_id"],
+                        "errored",
+                        agent_id=self.agent_id,
+                        details=f"agent error: {exc}",
+                    )
+            finally:
+                self.active = []
+
+    def execute(self, task: dict[str, Any], definition: dict[str, Any]) -> None:
+        farm, task_id = self.farm, task["task_id"]
+        try:
+            argv = build_argv(definition, task["task_args"])
+        except KeyError as exc:
+            self.errored += 1
+            farm.set_status(task_id, "errored", agent_id=self.agent_id, details=str(exc))
+            return
+        env = {
+            **_env_list(definition.get("env")),
+            **_env_list(definition.get("capacity_requirements", {}).get("env")),
+            **_env_list(task["task_requirements"].get("env")),
+            "HOME": os.environ.get("HOME", "/"),
+            "OV_FARM_VERSION": FARM_VERSION,
+            "OV_FARM_TASK_ID": task_id,
+        }
+        farm.append_log(task_id, f"#### Agent ID: {self.agent_id}\n")
+        cwd = definition.get("working_directory") or (str(farm.work_dir) if farm.work_dir else None)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except (OSError, TypeError, ValueError) as exc:
+            self.errored += 1
+            farm.append_log(task_id, f"Failed to start process: {exc}\n")
+            farm.set_status(
+                task_id,
+                "errored",
+                agent_id=self.agent_id,
+                details=f"Failed to start process: {exc}",
+            )
+            return
+        farm.set_status(task_id, "running", agent_id=self.agent_id)
+        buffer: list[bytes] = []
+        buffer_lock = threading.Lock()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            fd = proc.stdout.fileno()
+            for chunk in iter(lambda: os.read(fd, 65536), b""):
+                with buffer_lock:
+                    buffer.append(chunk)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+
+        def upload() -> None:
+            with buffer_lock:
+                data = b"".join(buffer)
+                buffer.clear()
+            if data:
+                farm.append_log(task_id, data.decode(errors="replace"))
+
+        cancelled = False
+        last_upload = time.monotonic()
+        while proc.poll() is None:
+            time.sleep(min(farm.agent_poll, 0.2))
+            status = farm.get(task_id)["status"]
+            if status in ("cancelling", "cancelled") and not cancelled:
+                cancelled = True
+                _kill_tree(proc)
+            if time.monotonic() - last_upload >= farm.log_interval:
+                upload()
+                last_upload = time.monotonic()
+        reader.join(timeout=5)
+        code = proc.returncode
+        upload()
+        farm.append_log(task_id, f"Process exited with return code: {code}\n")
+        current = farm.get(task_id)["status"]
+        if cancelled or current in ("cancelling", "cancelled"):
+            if current != "cancelled":
+                farm.set_status(
+                    task_id, "cancelled", agent_id=self.agent_id, details="cancelled by the agent"
+                )
+            return
+        if code in definition.get("success_return_codes", [0]):
+            farm.set_status(
+                task_id,
+                "finished",
+                agent_id=self.agent_id,
+                details="Process finished successfully.",
+            )
+        else:
+            self.errored += 1
+            farm.set_status(
+                task_id,
+                "errored",
+                agent_id=self.agent_id,
+                details="Process finished without a successful exit code.",
+            )
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# -- the HTTP API ---------------------------------------------------------------------
+
+
+def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
+    """The FastAPI app of the emulator (a new :class:`FarmEmulator` from ``options``
+    unless one is given). Agents start with the app and stop with it."""
+    farm = farm or FarmEmulator(**options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        farm.start()
+        yield
+        farm.stop()
+
+    app = FastAPI(
+        title="nv.svc.farm", description="Farm Services.", version=FARM_VERSION, lifespan=lifespan
+    )
+    app.state.farm = farm
+
+    @app.middleware("http")
+    async def faults(request: Request, call_next: Any) -> Any:
+        import asyncio
+
+        path, method = request.url.path, request.method
+        if not path.startswith("/_emulator"):
+            with farm.lock:
+                key = f"{method} {path}"
+                farm.counters[key] = farm.counters.get(key, 0) + 1
+        fault = None if path.startswith("/_emulator") else farm.take_fault(method, path, "before")
+        if fault is not None:
+            if fault["kind"] == "latency":
+                await asyncio.sleep(fault["seconds"])
+            elif fault["kind"] == "error":
+                return PlainTextResponse("Internal Server Error", status_code=fault["status"])
+        response = await call_next(request)
+        fault = None if path.startswith("/_emulator") else farm.take_fault(method, path, "after")
+        if fault is not None:
+            if fault["kind"] == "error":  # the work was done, the answer is an error
+                return PlainTextResponse("Internal Server Error", status_code=fault["status"])
+            if fault["kind"] == "hang":  # the work was done, the answer never comes
+                await asyncio.sleep(fault["seconds"])
+        return response
+
+    def check_key(key: str | None) -> None:
+        if key != farm.api_key:
+            raise HTTPException(status_code=403, detail="Not authenticated")
+
+    # service status endpoints
+    for prefix in (
+        "",
+        "/queue/management/agents",
+        "/queue/management/jobs",
+        "/queue/management/logs",
+        "/queue/management/retries",
+        "/queue/management/tasks",
+    ):
+        app.add_api_route(f"{prefix}/status", lambda: "OK", methods=["GET"])
+    for probe in ("/health", "/ready", "/startup"):
+        app.add_api_route(probe, lambda: "OK", methods=["GET"])
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        with farm.lock:
+            lines = [f'http_requests_total{{route="{k}"}} {v}' for k, v in farm.counters.items()]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    @app.get("/queue/settings")
+    def settings() -> dict[str, Any]:
+        return {"settings": {"version": FARM_VERSION}}
+
+    @app.get("/queue/management/dashboard/config")
+    def dashboard_config() -> dict[str, Any]:
+        return {}
+
+    @app.get("/queue/management/dashboard/version")
+    def dashboard_version() -> dict[str, Any]:
+        return {"version": FARM_VERSION}
+
+    # tasks
+    tasks = "/queue/management/tasks"
+
+    @app.post(f"{tasks}/submit")
+    def submit(body: TaskSubmissionModel) -> dict[str, str]:
+        return {"task_id": farm.submit(body)}
+
+    @app.get(f"{tasks}/list")
+    def list_tasks(
+        task_type: str | None = None,
+        task_function: str | None = None,
+        status: Annotated[list[Status] | None, Query()] = None,
+        field: Annotated[list[str] | None, Query()] = None,
+    ) -> Any:
+        bad = sorted(set(field or []) - set(COLUMNS))
+        if bad:
+            raise HTTPException(status_code=400, detail=f"Invalid fields {set(bad)}")
+        statuses = [s.value for s in status] if status else None
+        return farm.listing(task_type, task_function, statuses, field)
+
+    @app.get(f"{tasks}/info/{{task_id}}")
+    def info(task_id: str) -> Any:
+        try:
+            return farm.get(task_id)
+        except KeyError:
+            raise HTTPException(status_code=404, detail="Task does not exist.") from None
+
+    @app.get(f"{tasks}/revision-history/{{task_id}}")
+    def revision_history(task_id: str) -> Any:
+        with farm.lock:
+            return list(farm.history.get(task_id, []))
+
+    @app.post(f"{tasks}/cancel")
+    def cancel(body: TaskUpdateModel) -> None:
+        farm.cancel(body)  # KeyError / InvalidTransition -> 500, like the real service
+
+    @app.post(f"{tasks}/retry")
+    def retry(body: TaskUpdateModel) -> None:
+        farm.retry(body)
+
+    @app.post(f"{tasks}/archive")
+    def archive(body: TaskArchiveRequestModel) -> dict[str, Any]:
+        count, errors = 0, []
+        for task_id in body.task_ids:
+            try:
+                with farm.lock:
+                    status = farm.tasks[task_id]["status"]
+                    if status not in ARCHIVE_FROM:
+                        raise InvalidTransition(f"Task {task_id} is {status}")
+                    farm.set_status(task_id, "archived")
+                count += 1
+            except (KeyError, InvalidTransition) as exc:
+                errors.append(f"{task_id}: {exc}")
+        return {"archived_tasks_count": count, "error_count": len(errors), "error_details": errors}
+
+    @app.post(f"{tasks}/update")
+    def update(body: TaskUpdateModel) -> dict[str, bool]:
+        with farm.lock:
+            task = farm.tasks.get(body.task_id)
+            if task is None:
+                return {"should_cancel": False}
+            current = task["status"]
+            should_cancel = current in (
+                "cancelling",
+                "pausing",
+                "cancelled",
+            ) and body.status.value in ("running", "starting")
+            if body.progress is not None:
+                task["progress"] = body.progress.model_dump(exclude_none=True)
+            if body.metrics:
+                task["metrics"] = body.metrics
+            with contextlib.suppress(InvalidTransition):  # logged and swallowed upstream
+                farm.set_status(
+                    body.task_id,
+                    body.status.value,
+                    user=body.userid,
+                    agent_id=body.agent_id,
+                    details=body.details,
+                )
+        return {"should_cancel": should_cancel}
+
+    @app.post(f"{tasks}/fetch")
+    def fetch(body: TaskRequestModel) -> Any:
+        types = [(t[0], t[1] if len(t) > 1 else "") for t in body.task_types]
+        return farm.fetch(types, body.labels, body.agent_id)
+
+    @app.get(f"{tasks}/revision-highest")
+    def revision_highest() -> dict[str, Any]:
+        with farm.lock:
+            return {"revision_id": farm.revision or None}
+
+    @app.post(f"{tasks}/changed-between-revisions")
+    def changed(body: TaskChangeRequestModel) -> dict[str, Any]:
+        lo = body.after or 0
+        hi = body.ending_with if body.ending_with is not None else farm.revision
+        with farm.lock:
+            return {"task_ids": [t for t, r in farm.changed.items() if lo < r <= hi]}
+
+    # jobs
+    jobs = "/queue/management/jobs"
+
+    @app.get(f"{jobs}/load")
+    def load(filter: str = ".*") -> dict[str, Any]:  # the API's parameter name
+        pattern = re.sub(r"[^A-Za-z0-9.*]", "", filter) or ".*"
+        try:
+            regex = re.compile(pattern)
+        except re.error:
+            regex = re.compile(re.escape(pattern))
+        with farm.lock:
+            return {n: dict(d) for n, d in farm.jobs.items() if regex.search(n)}
+
+    @app.post(f"{jobs}/save")
+    def save(
+        body: JobDefinitionModel, x_api_key: str | None = Header(None, alias="X-API-KEY")
+    ) -> dict[str, Any]:
+        check_key(x_api_key)
+        farm.save_job(body)
+        return {"job-name": body.name, "success": True}
+
+    @app.post(f"{jobs}/remove")
+    def remove(
+        body: JobDefinitionRemoveModel, x_api_key: str | None = Header(None, alias="X-API-KEY")
+    ) -> dict[str, Any]:
+        check_key(x_api_key)
+        farm.remove_job(body.job_definition_name)
+        return {"job-name": body.job_definition_name, "success": True}
+
+    # logs
+    logs = "/queue/management/logs"
+
+    def _logs(task_id: str, agent_id: str | None) -> dict[str, Any]:
+        with farm.lock:
+            entry = farm.logs.get(task_id)
+            if entry is None:
+                raise HTTPException(
+                    status_code=404,
+                    detail=f"No logs found for task {task_id} on agent {agent_id}: "
+                    f"no log entries were uploaded",
+                )
+            return dict(entry)
+
+    @app.get(f"{logs}/download/{{task_id}}")
+    def download(task_id: str, agent_id: str | None = None) -> Response:
+        entry = _logs(task_id, agent_id)
+        return PlainTextResponse(
+            entry["logs"], headers={"Content-Disposition": f"attachment; filename={task_id}.txt"}
+        )
+
+    @app.get(f"{logs}/{{task_id}}")
+    def get_logs(task_id: str, agent_id: str | None = None, latest_only: bool = True) -> Any:
+        return _logs(task_id, agent_id)  # the memory store ignores agent_id and latest_only
+
+    @app.post(f"{logs}/upload")
+    def upload(body: AgentTaskLog) -> None:
+        farm.append_log(body.task_id, body.logs)
+
+    # agents
+    agents = "/queue/management/agents"
+
+    @app.get(f"{agents}/list")
+    def list_agents(status: str | None = None) -> dict[str, Any]:
+        result = {}
+        for agent in farm.agents:
+            state = "active" if agent.active else "idle"
+            if status is None or status == state:
+                result[agent.agent_id] = {
+                    "active_tasks": list(agent.active),
+                    "task_types": [
+                        [n, d.get("task_function", "")]
+                        for n, d in farm.agent_view_of_jobs().items()
+                    ],
+                    "checkin_time": agent.checkin,
+                    "status": state,
+                    "resources": {},
+                    "errored_task_count": agent.errored,
+                    "labels": agent.labels,
+                }
+        for agent_id, data in farm.external_agents.items():
+            if status is None or status == data["status"]:
+                result[agent_id] = data
+        return result
+
+    @app.post(f"{agents}/checkin")
+    def checkin(body: AgentModel) -> None:
+        farm.external_agents[body.agent_id] = {
+            **body.model_dump(),
+            "status": "active",
+            "checkin_time": time.time(),
+        }
+
+    for action in ("remove", "evict", "enable"):
+
+        def agent_action(body: AgentModel, _action: str = action) -> None:
+            if body.agent_id not in farm.external_agents:
+                raise HTTPException(status_code=404, detail="Agent not found")
+            if _action == "remove":
+                del farm.external_agents[body.agent_id]
+            else:
+                farm.external_agents[body.agent_id]["status"] = (
+                    "evicted" if _action == "evict" else "active"
+                )
+
+        app.add_api_route(f"{agents}/{action}", agent_action, methods=["POST"])
+
+    @app.post("/queue/management/retries/submit")
+    def retries_submit(body: dict[str, Any] | None = None) -> None:
+        return None
+
+    # -- emulator controls (not part of the Farm API) -----------------------------------
+
+    @app.post("/_emulator/faults", include_in_schema=False)
+    def add_fault(fault: dict[str, Any]) -> dict[str, Any]:
+        entry = {
+            "path": fault.get("path", ".*"),
+            "method": fault.get("method", "*"),
+            "phase": fault.get("phase", "before"),
+            "kind": fault.get("kind", "error"),
+            "status": int(fault.get("status", 500)),
+            "seconds": float(fault.get("seconds", 0)),
+            "remaining": int(fault.get("count", 1)),
+        }
+        with farm.lock:
+            farm.faults.append(entry)
+        return entry
+
+    @app.delete("/_emulator/faults", include_in_schema=False)
+    def clear_faults() -> None:
+        with farm.lock:
+            farm.faults.clear()
+
+    @app.post("/_emulator/stuck", include_in_schema=False)
+    def set_stuck(body: dict[str, Any]) -> dict[str, Any]:
+        farm.stuck = body.get("mode")
+        return {"mode": farm.stuck}
+
+    @app.get("/_emulator/stats", include_in_schema=False)
+    def stats() -> dict[str, Any]:
+        with farm.lock:
+            return {"requests": dict(farm.counters)}
+
+    @app.delete("/_emulator/stats", include_in_schema=False)
+    def reset_stats() -> None:
+        with farm.lock:
+            farm.counters.clear()
+
+    return app

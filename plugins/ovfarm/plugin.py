@@ -1,0 +1,670 @@
+"""``ovfarm``: NVIDIA Omniverse Farm through its queue REST API (2.0.42).
+
+One Farm task per chunk of frames. A job is the set of tasks whose metadata carries
+its id (``metadata.farm_adapters.job``), so one ``tasks/list`` request, with explicit
+statuses and a field projection, answers for every job at once. Commands run through a
+generic runner job definition this backend publishes (``/bin/sh -c`` with a quoted
+script, one per task), or through a definition the TD names, whose ``allowed_args``
+are filled from the request's command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from farm_adapters import (
+    Availability,
+    CheckResult,
+    FarmPlugin,
+    InvalidRequestError,
+    Job,
+    JobNotFoundError,
+    JobRequest,
+    JobState,
+    LogChunk,
+    SubmitError,
+    TransferError,
+)
+from farm_adapters._paths import data_dir
+from farm_adapters.errors import APIError, ConfigurationError, FarmAdapterError
+from farm_adapters.logfile import read_chunk
+from farm_adapters.plugin import ProgressCallback
+
+from . import mapping
+
+TASKS = "/queue/management/tasks"
+JOBS = "/queue/management/jobs"
+LOGS = "/queue/management/logs"
+#: The fields a listing asks for (database column names, as the API wants them).
+LIST_FIELDS = ("metadata", "task_details", "labels")
+META = "farm_adapters"
+
+
+class OmniverseFarmSettings(BaseModel):
+    """Settings of an ``ovfarm`` target."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    url: str = Field(description="the Farm queue, e.g. http://farm.example:8222")
+    api_key: SecretStr | None = Field(
+        default=None, description="X-API-KEY for jobs/save and jobs/remove (a secret reference)"
+    )
+    user: str | None = Field(default=None, description="submitting user (default: login)")
+    labels: list[str] = Field(
+        default_factory=list, description="agent labels; the Farm matches them exactly, in order"
+    )
+    job_definition: str | None = Field(
+        default=None, description="run through this job definition instead of the runner"
+    )
+    folders: str | None = Field(
+        default=None,
+        description="temporary folders: a path both this machine and the agents reach",
+    )
+    verify: bool | str = Field(default=True, description="TLS verification, or a CA bundle")
+    timeout: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=4, ge=0, le=10)
+    propagation_timeout: float = Field(
+        default=90.0, ge=0, description="seconds to wait for a saved definition to load"
+    )
+    log_dir: str | None = Field(default=None, description="local mirror of render logs")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
+
+
+class OmniverseFarmPlugin(FarmPlugin):
+    """Submits to an Omniverse Farm queue. Thread-safe."""
+
+    name = "ovfarm"
+    display_name = "NVIDIA Omniverse Farm"
+    settings_model = OmniverseFarmSettings
+
+    def __init__(self, settings: Any = None, *, target: str | None = None) -> None:
+        super().__init__(settings, target=target)
+        s: OmniverseFarmSettings = self.settings  # type: ignore[assignment]
+        self.s = s
+        self.user = s.user or getpass.getuser()
+        self._session: Any = None
+        self._lock = threading.Lock()
+        self._definition: dict[str, Any] | None = None
+        self._archived: dict[str, str] = {}
+        safe_target = "".join(c if c.isalnum() or c in "-." else "_" for c in self.target)
+        self.log_dir = Path(s.log_dir) if s.log_dir else data_dir() / "ovfarm" / safe_target
+
+    @classmethod
+    def availability(cls) -> Availability:
+        import importlib.util
+
+        if importlib.util.find_spec("httpx") is None:
+            return Availability(False, "needs httpx: pip install httpx")
+        return Availability(True)
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    @property
+    def http(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                from farm_adapters.http import HttpSession
+
+                self._session = HttpSession(
+                    self.s.url,
+                    name=self.target,
+                    verify=self.s.verify,
+                    timeout=self.s.timeout,
+                    retries=self.s.retries,
+                )
+            return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def _key_headers(self) -> dict[str, str]:
+        if self.s.api_key is None:
+            raise ConfigurationError(
+                f"target {self.target!r}: publishing job definitions needs api_key; set "
+                f'api_key = {{ env = "FARM_API_KEY" }} in the target'
+            )
+        return {"X-API-KEY": self.s.api_key.get_secret_value()}
+
+    def list_tasks(
+        self, statuses: Sequence[str] = mapping.ALL_STATUSES_2_0_42, task_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every task in ``statuses`` in one request; flattens the tuple-keyed answer."""
+        params: list[tuple[str, str]] = [("status", s) for s in statuses]
+        params += [("field", f) for f in LIST_FIELDS]
+        if task_type:
+            params.append(("task_type", task_type))
+        response = self.http.request("GET", f"{TASKS}/list", idempotent=True, params=params)
+        data = self.http.json(response, "listing tasks")
+        if not isinstance(data, dict):
+            raise APIError(f"target {self.target!r}: tasks/list answered {type(data).__name__}")
+        return [task for group in data.values() for task in group]
+
+    def _task_info(self, task_id: str) -> dict[str, Any] | None:
+        response = self.http.request("GET", f"{TASKS}/info/{task_id}", idempotent=True)
+        if response.status_code == 404:
+            return None
+        result: dict[str, Any] = self.http.json(response, f"reading task {task_id}")
+        return result
+
+    # -- job definitions ---------------------------------------------------------------
+
+    def load_definitions(self, name: str | None = None) -> dict[str, dict[str, Any]]:
+        """Job definitions on the farm: all, or the one called ``name`` (if present)."""
+        params = {}
+        if name is not None:
+            # The service strips every filter character but letters, digits, '.' and
+            # '*' (so "fa-runner" would become "farunner" and match nothing): send each
+            # other character as the regex '.', then keep only the exact name.
+            params["filter"] = "".join(c if c.isalnum() or c in ".*" else "." for c in name)
+        response = self.http.request("GET", f"{JOBS}/load", idempotent=True, params=params)
+        data: dict[str, dict[str, Any]] = self.http.json(response, "loading job definitions")
+        if name is not None:
+            return {n: d for n, d in data.items() if n == name}
+        return data
+
+    def save_definition(self, definition: dict[str, Any]) -> None:
+        response = self.http.request(
+            "POST", f"{JOBS}/save", idempotent=True, json=definition, headers=self._key_headers()
+        )
+        self.http.check(response, f"saving job definition {definition.get('name')!r}")
+
+    def remove_definition(self, name: str) -> None:
+        response = self.http.request(
+            "POST",
+            f"{JOBS}/remove",
+            idempotent=True,
+            json={"job_definition_name": name},
+            headers=self._key_headers(),
+        )
+        self.http.check(response, f"removing job definition {name!r}")
+
+    def publish_definition(self, definition: dict[str, Any]) -> None:
+        """Save a definition, then wait until ``jobs/load`` shows it (the jobs service
+        and the agents learn of it with a delay on some deployments)."""
+        self.save_definition(definition)
+        deadline = time.monotonic() + self.s.propagation_timeout
+        name = definition["name"]
+        while name not in self.load_definitions(name):
+            if time.monotonic() > deadline:
+                raise APIError(
+                    f"target {self.target!r}: job definition {name!r} was saved but "
+                    f"jobs/load still does not show it after {self.s.propagation_timeout:g} s"
+                )
+            time.sleep(0.5)
+
+    def _job_definition(self) -> dict[str, Any]:
+        with self._lock:
+            cached = self._definition
+        if cached is not None:
+            return cached
+        if self.s.job_definition:
+            found = self.load_definitions(self.s.job_definition).get(self.s.job_definition)
+            if found is None:
+                raise ConfigurationError(
+                    f"target {self.target!r}: job definition {self.s.job_definition!r} is not "
+                    f"on the farm; push it with `farm-adapters jobdefs push FILE --target "
+                    f"{self.target}`"
+                )
+            definition = {"name": self.s.job_definition, **found}
+        else:
+            definition = mapping.runner_definition()
+            existing = self.load_definitions(definition["name"]).get(definition["name"])
+            if existing is None or any(existing.get(k) != v for k, v in definition.items()):
+                self.publish_definition(definition)
+        with self._lock:
+            self._definition = definition
+        return definition
+
+    # -- stage 1: files ----------------------------------------------------------------
+
+    def create_temporary_folder(self, render_context: str) -> str:
+        root = Path(self.s.folders) if self.s.folders else data_dir() / "ovfarm-folders"
+        folder = root / render_context
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransferError(f"cannot create temporary folder {folder}: {exc}") from exc
+        return str(folder)
+
+    def copy_render_files(
+        self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
+    ) -> list[str]:
+        from farm_adapters.transfer.local import copy_into
+
+        return copy_into(paths, folder, progress)
+
+    # -- stage 3: submit ---------------------------------------------------------------
+
+    def _labels(self, request: JobRequest) -> list[str]:
+        return list(dict.fromkeys([*self.s.labels, *request.requirements.labels]))
+
+    def _check_requirements(self, request: JobRequest) -> dict[str, Any]:
+        req = request.requirements
+        unsupported = {
+            "gpus": "set GPUs in the job definition's capacity_requirements",
+            "cpus": "set CPUs in the job definition's capacity_requirements",
+            "memory": "set memory in the job definition's capacity_requirements",
+            "timeout": "set active_deadline_seconds in the job definition",
+            "pool": "route tasks with labels instead",
+        }
+        for key, fix in unsupported.items():
+            if getattr(req, key):
+                raise InvalidRequestError(
+                    f"requirements.{key}: Omniverse Farm tasks cannot ask for this; {fix}",
+                    field=f"requirements.{key}",
+                )
+        extra = dict(req.extra)
+        task_requirements = extra.pop("task_requirements", {})
+        for key in extra:
+            raise InvalidRequestError(
+                f"requirements.extra.{key}: ovfarm knows only 'task_requirements'",
+                field=f"requirements.extra.{key}",
+            )
+        if not isinstance(task_requirements, dict):
+            raise InvalidRequestError(
+                "requirements.extra.task_requirements must be a table",
+                field="requirements.extra.task_requirements",
+            )
+        mapping.check_env_names(request)
+        return task_requirements
+
+    def _bodies(
+        self, request: JobRequest, job_id: str, definition: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        task_requirements = self._check_requirements(request)
+        env = [{"name": k, "value": v} for k, v in request.environment.items()]
+        tasks = request.tasks()
+        runner = not self.s.job_definition
+        bodies = []
+        for task in tasks:
+            if runner:
+                task_args = {mapping.RUNNER_ARG: mapping.runner_script(task)}
+            else:
+                if len(task.commands) != 1:
+                    raise InvalidRequestError(
+                        "commands: a named Farm job definition runs one command per task; "
+                        "give exactly one",
+                        field="commands",
+                    )
+                command = task.commands[0]
+                if command.cwd or command.env or command.shell:
+                    raise InvalidRequestError(
+                        "commands[0]: with a named job definition, cwd, env and shell come "
+                        "from the definition; use the request's environment instead",
+                        field="commands.0",
+                    )
+                task_args = mapping.task_args_for_definition(definition, command.argv)
+            retry: dict[str, Any] = {"is_retryable": request.max_retries > 0}
+            if request.max_retries:
+                retry["limit"] = request.max_retries
+            bodies.append(
+                {
+                    "user": request.user or self.user,
+                    "task_type": definition["name"],
+                    "task_args": task_args,
+                    "task_function": definition.get("task_function", ""),
+                    "task_requirements": {
+                        **task_requirements,
+                        "env": [*task_requirements.get("env", []), *env],
+                    },
+                    "task_comment": f"{request.name} {task.label}",
+                    "priority": mapping.farm_priority(request.priority),
+                    "metadata": {
+                        META: {
+                            "job": job_id,
+                            "task": task.index,
+                            "tasks": len(tasks),
+                            "name": request.name,
+                            "render_context": request.render_context,
+                            "frames": ",".join(str(f) for f in task.frames),
+                        },
+                        "_retry": retry,
+                    },
+                    "labels": self._labels(request),
+                }
+            )
+        return bodies
+
+    def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:
+        if self.s.job_definition:
+            definition = self._job_definition()
+            payloads = []
+        else:
+            definition = mapping.runner_definition()
+            payloads = [{"method": "POST", "path": f"{JOBS}/save", "body": definition}]
+        job_id = "<job id>"
+        return payloads + [
+            {"method": "POST", "path": f"{TASKS}/submit", "body": body}
+            for body in self._bodies(request, job_id, definition)
+        ]
+
+    def submit_job(self, request: JobRequest) -> str:
+        from farm_adapters.http import OutcomeUnknownError
+
+        definition = self._job_definition()
+        job_id = uuid.uuid4().hex[:12]
+        bodies = self._bodies(request, job_id, definition)
+        for index, body in enumerate(bodies):
+            for attempt in range(self.s.retries + 1):
+                try:
+                    response = self.http.request(
+                        "POST", f"{TASKS}/submit", idempotent=False, json=body
+                    )
+                    self.http.json(response, f"submitting task {index}")
+                    break
+                except OutcomeUnknownError as exc:
+                    # The task may exist: look for it by its metadata before trying again.
+                    if self._find_task(job_id, index, definition["name"]) is not None:
+                        break
+                    if attempt == self.s.retries:
+                        raise SubmitError(
+                            f"target {self.target!r}: job {job_id} task {index} could not be "
+                            f"submitted ({exc}); {index} of {len(bodies)} task(s) were; stop "
+                            f"the job with `farm-adapters stop {job_id}`",
+                            transient=True,
+                        ) from exc
+                    time.sleep(min(0.2 * 2**attempt, 5.0))
+                except FarmAdapterError as exc:
+                    if index == 0:
+                        raise SubmitError(
+                            f"target {self.target!r}: the farm did not take the job: {exc}",
+                            transient=False,
+                        ) from exc
+                    raise SubmitError(
+                        f"target {self.target!r}: job {job_id} task {index} was refused "
+                        f"({exc}); {index} task(s) were submitted; stop the job with "
+                        f"`farm-adapters stop {job_id}`",
+                        transient=False,
+                    ) from exc
+        return job_id
+
+    def _find_task(self, job_id: str, index: int, task_type: str) -> dict[str, Any] | None:
+        for task in self.list_tasks(task_type=task_type):
+            meta = (task.get("metadata") or {}).get(META) or {}
+            if meta.get("job") == job_id and meta.get("task") == index:
+                return task
+        return None
+
+    # -- information -------------------------------------------------------------------
+
+    def _status(self, task: dict[str, Any]) -> str:
+        status = str(task.get("status"))
+        if status != "archived":
+            return status
+        task_id = task["task_id"]
+        if task_id not in self._archived:
+            response = self.http.request(
+                "GET", f"{TASKS}/revision-history/{task_id}", idempotent=True
+            )
+            rows = self.http.json(response, f"reading history of task {task_id}") or []
+            before = [r["status"] for r in rows if r.get("status") != "archived"]
+            self._archived[task_id] = before[-1] if before else "archived"
+        return self._archived[task_id]
+
+    def _group(self, tasks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            meta = (task.get("metadata") or {}).get(META)
+            if isinstance(meta, dict) and "job" in meta:
+                jobs.setdefault(str(meta["job"]), []).append(task)
+        for group in jobs.values():
+            group.sort(key=lambda t: t["metadata"][META].get("task", 0))
+        return jobs
+
+    def _job(self, job_id: str, tasks: list[dict[str, Any]]) -> Job:
+        meta = tasks[0]["metadata"][META]
+        statuses = [self._status(t) for t in tasks]
+        states = [mapping.map_state(s) for s in statuses]
+        missing = int(meta.get("tasks", len(tasks))) - len(tasks)
+        states += [JobState.UNKNOWN] * max(0, missing)
+        failed = [t for t, s in zip(tasks, statuses, strict=False) if s == "errored"]
+        message = ""
+        if failed:
+            message = f"task {failed[0]['metadata'][META].get('task')}: " + (
+                failed[0].get("task_details") or "errored"
+            )
+        elif missing > 0:
+            message = f"{missing} task(s) missing from the farm"
+        submitted = min((t.get("task_submission_time") or 0) for t in tasks)
+        return Job.from_task_states(
+            states,
+            id=job_id,
+            name=str(meta.get("name", "")),
+            backend=self.name,
+            target=self.target,
+            render_context=meta.get("render_context"),
+            native_ids=[t["task_id"] for t in tasks],
+            submitted_at=_utc(submitted),
+            message=message,
+        )
+
+    def _job_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        tasks = self._group(self.list_tasks()).get(job_id)
+        if not tasks:
+            raise JobNotFoundError(job_id, backend=self.target)
+        return tasks
+
+    def get_job(self, job_id: str) -> Job:
+        return self._job(job_id, self._job_tasks(job_id))
+
+    def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
+        groups = self._group(self.list_tasks())
+        jobs = [self._job(job_id, tasks) for job_id, tasks in groups.items()]
+        jobs.sort(
+            key=lambda j: j.submitted_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True
+        )
+        return [j for j in jobs if not states or j.state in states]
+
+    # -- render log: a local, append-only mirror of the tasks' logs --------------------
+
+    @contextlib.contextmanager
+    def _mirror(self, job_id: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        state_path = self.log_dir / f"{job_id}.json"
+        with open(self.log_dir / f"{job_id}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = json.loads(state_path.read_text()) if state_path.exists() else {}
+            except ValueError:
+                state = {}
+            yield self.log_dir / f"{job_id}.log", state
+            tmp = state_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, state_path)
+
+    def _sync_log(self, job_id: str, tasks: list[dict[str, Any]]) -> tuple[Path, bool]:
+        """Append what the tasks' logs gained since the last sync; True when every
+        task is final and its final log has been read."""
+        complete = True
+        with self._mirror(job_id) as (path, state), open(path, "ab") as out:
+            for task in tasks:
+                task_id = task["task_id"]
+                status = self._status(task)
+                seen = state.setdefault(task_id, {"chars": 0, "done": False})
+                final = status in mapping.FINAL_STATUSES
+                if not final:
+                    complete = False
+                    seen["done"] = False
+                if seen["done"] or status in mapping.NO_LOG_STATUSES:
+                    continue
+                response = self.http.request("GET", f"{LOGS}/{task_id}", idempotent=True)
+                if response.status_code == 404:
+                    seen["done"] = final
+                    continue
+                text = str(
+                    self.http.json(response, f"reading log of task {task_id}").get("logs", "")
+                )
+                if len(text) < seen["chars"]:  # the farm dropped old chunks
+                    out.write(b"[farm-adapters] the farm trimmed this task's log\n")
+                    seen["chars"] = 0
+                if seen["chars"] == 0 and text:
+                    meta = task["metadata"][META]
+                    out.write(
+                        f"[farm-adapters] task {meta.get('task')} (frames "
+                        f"{meta.get('frames') or '-'}) farm task {task_id}\n".encode()
+                    )
+                out.write(text[seen["chars"] :].encode())
+                seen["chars"] = len(text)
+                seen["done"] = final
+        return path, complete
+
+    def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
+        if offset < 0:
+            raise InvalidRequestError("offset must be 0 or more", field="offset")
+        tasks = self._job_tasks(job_id)
+        path, complete = self._sync_log(job_id, tasks)
+        try:
+            text, next_offset, size = read_chunk(path, offset)
+        except OSError as exc:
+            raise TransferError(f"cannot read the local log mirror {path}: {exc}") from exc
+        return LogChunk(
+            job_id=job_id,
+            text=text,
+            offset=offset,
+            next_offset=next_offset,
+            complete=complete and next_offset >= size,
+        )
+
+    def get_render_log_filename(self, job_id: str) -> str | None:
+        self._job_tasks(job_id)
+        path = self.log_dir / f"{job_id}.log"
+        return str(path) if path.exists() else None
+
+    # -- control -----------------------------------------------------------------------
+
+    def _update_body(self, task: dict[str, Any], status: str) -> dict[str, Any]:
+        # 2.0.42 requires task_id, task_type and status; newer servers need only task_id.
+        return {
+            "task_id": task["task_id"],
+            "task_type": task["task_type"],
+            "task_function": task.get("task_function") or "",
+            "status": status,
+            "userid": self.user,
+        }
+
+    def stop_job(self, job_id: str) -> None:
+        for task in self._job_tasks(job_id):
+            status = str(task.get("status"))
+            if status in mapping.FINAL_STATUSES or status == "cancelling":
+                continue
+            response = self.http.request(
+                "POST",
+                f"{TASKS}/cancel",
+                idempotent=True,
+                json=self._update_body(task, status),
+                retry_statuses=(429, 502, 503, 504),
+            )
+            if response.status_code >= 500:
+                # The Farm answers 500 when the task ended meanwhile: check, do not fail.
+                info = self._task_info(task["task_id"])
+                if info is not None and (
+                    info["status"] in mapping.FINAL_STATUSES or info["status"] == "cancelling"
+                ):
+                    continue
+            self.http.check(response, f"cancelling task {task['task_id']}")
+
+    def restart_job(self, job_id: str) -> None:
+        tasks = self._job_tasks(job_id)
+        job = self._job(job_id, tasks)
+        if not job.state.final:
+            raise InvalidRequestError(
+                f"job {job_id} is {job.state}; stop it or wait for it to end before restarting",
+                field="job_id",
+            )
+        everything = job.state is JobState.COMPLETED
+        for task in tasks:
+            status = self._status(task)
+            if status == "finished" and not everything:
+                continue
+            if task.get("status") == "archived":
+                raise InvalidRequestError(
+                    f"job {job_id}: task {task['task_id']} is archived and cannot be retried; "
+                    f"submit the job again",
+                    field="job_id",
+                )
+            metadata = dict(task.get("metadata") or {})
+            retry = dict(metadata.get("_retry") or {})
+            retry.pop("count", None)
+            retry.pop("is_done", None)
+            metadata["_retry"] = retry
+            body = {
+                **self._update_body(task, status),
+                "metadata": metadata,
+                "details": "restarted by farm-adapters",
+            }
+            response = self.http.request(
+                "POST",
+                f"{TASKS}/retry",
+                idempotent=True,
+                json=body,
+                retry_statuses=(429, 502, 503, 504),
+            )
+            if response.status_code >= 500:
+                info = self._task_info(task["task_id"])
+                if info is not None and info["status"] not in mapping.FINAL_STATUSES:
+                    continue  # already queued again
+            self.http.check(response, f"retrying task {task['task_id']}")
+
+    # -- test --------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        results = []
+        try:
+            response = self.http.request("GET", f"{TASKS}/status", idempotent=True)
+            self.http.check(response, "the tasks service")
+            results.append(CheckResult(name="reachable", ok=True, detail=self.s.url))
+        except FarmAdapterError as exc:
+            return [CheckResult(name="reachable", ok=False, detail=str(exc))]
+        try:
+            definitions = self.load_definitions()
+            detail = f"{len(definitions)} job definition(s)"
+            ok = True
+            if self.s.job_definition and self.s.job_definition not in definitions:
+                ok, detail = False, f"job definition {self.s.job_definition!r} is missing"
+            results.append(CheckResult(name="job store", ok=ok, detail=detail))
+        except FarmAdapterError as exc:
+            results.append(CheckResult(name="job store", ok=False, detail=str(exc)))
+        if self.s.api_key is None:
+            needed = not self.s.job_definition
+            results.append(
+                CheckResult(
+                    name="api key",
+                    ok=not needed,
+                    detail="not set; needed to publish the runner job definition"
+                    if needed
+                    else "not set (not needed with a named job definition)",
+                )
+            )
+        else:
+            try:
+                # Removing a definition that does not exist changes nothing and always
+                # succeeds with the right key.
+                self.remove_definition("fa-key-probe-nonexistent")
+                results.append(CheckResult(name="api key", ok=True, detail="accepted"))
+            except FarmAdapterError as exc:
+                results.append(CheckResult(name="api key", ok=False, detail=str(exc)))
+        return results
