@@ -780,4 +780,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Run the imported module, not this __main__ copy: plug-in commands refer to
+    # farm_adapters.cli's classes.
+    from farm_adapters.cli import main as _main
+
+    _main()

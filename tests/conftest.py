@@ -47,8 +47,14 @@ def ovfarm_emulator() -> Iterator[object]:
     from farm_adapters.testing.emulators._server import BackgroundServer
     from farm_adapters.testing.emulators.ovfarm import create_app
 
-    app = create_app(api_key="test-key", agents=2, cancel_delay=3.0, propagation_delay=0.3,
-                     log_interval=0.1, agent_poll=0.05)
+    app = create_app(
+        api_key="test-key",
+        agents=2,
+        cancel_delay=3.0,
+        propagation_delay=0.3,
+        log_interval=0.1,
+        agent_poll=0.05,
+    )
     with BackgroundServer(app) as server:
         server.farm = app.state.farm  # type: ignore[attr-defined]
         yield server
@@ -56,6 +62,10 @@ def ovfarm_emulator() -> Iterator[object]:
 
 @pytest.fixture
 def ovfarm_settings(ovfarm_emulator: object, tmp_path: Path) -> dict[str, object]:
-    return {"url": ovfarm_emulator.url, "api_key": "test-key",  # type: ignore[attr-defined]
-            "log_dir": str(tmp_path / "ovfarm-logs"), "folders": str(tmp_path / "ovfarm-folders"),
-            "retries": 3}
+    return {
+        "url": ovfarm_emulator.url,
+        "api_key": "test-key",  # type: ignore[attr-defined]
+        "log_dir": str(tmp_path / "ovfarm-logs"),
+        "folders": str(tmp_path / "ovfarm-folders"),
+        "retries": 3,
+    }

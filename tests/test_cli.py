@@ -16,7 +16,7 @@ import pytest
 
 from plugin_helpers import write_plugin
 
-EXE = [sys.executable, "-m", "farm_adapters.cli"]
+EXE = [sys.executable, "-m", "farm_adapters"]
 
 
 def cli(

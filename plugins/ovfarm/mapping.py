@@ -120,7 +120,8 @@ def task_args_for_definition(definition: dict[str, Any], argv: Sequence[str]) ->
     ``argv[0]`` is the definition's command (or its base name); the definition's static
     ``args`` may be repeated after it. Each remaining token must match an allowed
     argument: ``--scene VALUE`` (separator " "), ``--start=1`` (any other separator),
-    or a positional argument (numeric ``arg``), filled in order. Raises
+    or a positional argument (numeric ``arg``), filled in order by tokens that do not
+    start with ``-``. Raises
     InvalidRequestError naming the token and the arguments the definition allows.
     """
     name = definition.get("name", "?")
@@ -168,7 +169,7 @@ def task_args_for_definition(definition: dict[str, Any], argv: Sequence[str]) ->
                 result[key] = token[len(prefix) :]
                 break
         else:
-            if free:
+            if free and not token.startswith("-"):  # an unknown option never fills a slot
                 result[free.pop(0)] = token
             else:
                 options = ", ".join(

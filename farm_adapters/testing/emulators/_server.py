@@ -21,12 +21,16 @@ class BackgroundServer:
     """uvicorn in a daemon thread; ``port=0`` picks a free port. Use as a context
     manager or call :meth:`start`/:meth:`stop`."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "critical"
+    ) -> None:
         import uvicorn
 
         self.app = app
+        # "critical" by default: the emulators answer 500 on purpose (as the real
+        # servers do), and uvicorn would print a traceback for each.
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+            app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="emulator", daemon=True)

@@ -1048,19 +1048,21 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
             "checkin_time": time.time(),
         }
 
-    for action in ("remove", "evict", "enable"):
-
-        def agent_action(body: AgentModel, _action: str = action) -> None:
+    def agent_action(action: str) -> Any:
+        def handler(body: AgentModel) -> None:
             if body.agent_id not in farm.external_agents:
                 raise HTTPException(status_code=404, detail="Agent not found")
-            if _action == "remove":
+            if action == "remove":
                 del farm.external_agents[body.agent_id]
             else:
                 farm.external_agents[body.agent_id]["status"] = (
-                    "evicted" if _action == "evict" else "active"
+                    "evicted" if action == "evict" else "active"
                 )
 
-        app.add_api_route(f"{agents}/{action}", agent_action, methods=["POST"])
+        return handler
+
+    for action in ("remove", "evict", "enable"):
+        app.add_api_route(f"{agents}/{action}", agent_action(action), methods=["POST"])
 
     @app.post("/queue/management/retries/submit")
     def retries_submit(body: dict[str, Any] | None = None) -> None:
