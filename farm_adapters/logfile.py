@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
-__all__ = ["LOG_CHUNK_LIMIT", "complete_utf8", "read_chunk"]
+__all__ = ["LOG_CHUNK_LIMIT", "LogMirror", "LogSource", "complete_utf8", "read_chunk"]
 
 #: Most bytes one get_render_log() call returns.
 LOG_CHUNK_LIMIT = 1 << 20
@@ -36,3 +40,76 @@ def read_chunk(path: Path, offset: int, limit: int = LOG_CHUNK_LIMIT) -> tuple[s
         return "", offset, 0
     data = complete_utf8(data)
     return data.decode("utf-8", errors="replace"), offset + len(data), size
+
+
+class LogSource(NamedTuple):
+    """One growing remote log (a farm task's, a workload's) for :class:`LogMirror`.
+
+    ``fetch`` returns the whole remote text so far, or None when there is none yet;
+    ``final`` says the remote log will not grow any more (its task has ended);
+    ``header`` is written once before the first text of this source.
+    """
+
+    key: str
+    header: str
+    fetch: Callable[[], str | None]
+    final: bool
+    skip: bool = False  # nothing to fetch yet (the task has not started)
+
+
+class LogMirror:
+    """An append-only local file that gathers several remote logs, so that byte
+    offsets into one job's log stay valid while its tasks' logs grow in parallel.
+
+    Each sync appends only what every source gained since the last sync, in source
+    order; a state file beside it remembers how much of each source was copied. A file
+    lock makes concurrent syncs (a DCC and the CLI) safe.
+    """
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = folder
+        self.path = folder / f"{name}.log"
+        self._state = folder / f"{name}.json"
+        self._lock = folder / f"{name}.lock"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self._lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = json.loads(self._state.read_text()) if self._state.exists() else {}
+            except ValueError:
+                state = {}
+            yield state
+            tmp = self._state.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self._state)
+
+    def sync(self, sources: Iterable[LogSource]) -> bool:
+        """Append what each source gained; True when every source is final and its
+        final text has been copied."""
+        complete = True
+        with self._locked() as state, open(self.path, "ab") as out:
+            for source in sources:
+                seen = state.setdefault(source.key, {"chars": 0, "done": False})
+                if not source.final:
+                    complete = False
+                    seen["done"] = False
+                if seen["done"] or source.skip:
+                    continue
+                text = source.fetch()
+                if text is None:
+                    seen["done"] = source.final
+                    continue
+                if len(text) < seen["chars"]:  # the farm dropped old chunks
+                    out.write(b"[farm-adapters] the farm trimmed this log; reading it again\n")
+                    seen["chars"] = 0
+                if seen["chars"] == 0 and text:
+                    out.write(source.header.encode())
+                out.write(text[seen["chars"] :].encode())
+                seen["chars"] = len(text)
+                seen["done"] = source.final
+        return complete

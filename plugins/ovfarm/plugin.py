@@ -10,15 +10,11 @@ are filled from the request's command line.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import getpass
-import json
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,7 +36,7 @@ from farm_adapters import (
 )
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import APIError, ConfigurationError, FarmAdapterError
-from farm_adapters.logfile import read_chunk
+from farm_adapters.logfile import LogMirror, LogSource, read_chunk
 from farm_adapters.plugin import ProgressCallback
 
 from . import mapping
@@ -481,62 +477,33 @@ class OmniverseFarmPlugin(FarmPlugin):
 
     # -- render log: a local, append-only mirror of the tasks' logs --------------------
 
-    @contextlib.contextmanager
-    def _mirror(self, job_id: str) -> Iterator[tuple[Path, dict[str, Any]]]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        state_path = self.log_dir / f"{job_id}.json"
-        with open(self.log_dir / f"{job_id}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                state = json.loads(state_path.read_text()) if state_path.exists() else {}
-            except ValueError:
-                state = {}
-            yield self.log_dir / f"{job_id}.log", state
-            tmp = state_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, state_path)
+    def _log_source(self, task: dict[str, Any]) -> LogSource:
+        task_id = task["task_id"]
+        status = self._status(task)
+        meta = task["metadata"][META]
 
-    def _sync_log(self, job_id: str, tasks: list[dict[str, Any]]) -> tuple[Path, bool]:
-        """Append what the tasks' logs gained since the last sync; True when every
-        task is final and its final log has been read."""
-        complete = True
-        with self._mirror(job_id) as (path, state), open(path, "ab") as out:
-            for task in tasks:
-                task_id = task["task_id"]
-                status = self._status(task)
-                seen = state.setdefault(task_id, {"chars": 0, "done": False})
-                final = status in mapping.FINAL_STATUSES
-                if not final:
-                    complete = False
-                    seen["done"] = False
-                if seen["done"] or status in mapping.NO_LOG_STATUSES:
-                    continue
-                response = self.http.request("GET", f"{LOGS}/{task_id}", idempotent=True)
-                if response.status_code == 404:
-                    seen["done"] = final
-                    continue
-                text = str(
-                    self.http.json(response, f"reading log of task {task_id}").get("logs", "")
-                )
-                if len(text) < seen["chars"]:  # the farm dropped old chunks
-                    out.write(b"[farm-adapters] the farm trimmed this task's log\n")
-                    seen["chars"] = 0
-                if seen["chars"] == 0 and text:
-                    meta = task["metadata"][META]
-                    out.write(
-                        f"[farm-adapters] task {meta.get('task')} (frames "
-                        f"{meta.get('frames') or '-'}) farm task {task_id}\n".encode()
-                    )
-                out.write(text[seen["chars"] :].encode())
-                seen["chars"] = len(text)
-                seen["done"] = final
-        return path, complete
+        def fetch() -> str | None:
+            response = self.http.request("GET", f"{LOGS}/{task_id}", idempotent=True)
+            if response.status_code == 404:  # nothing uploaded yet
+                return None
+            return str(self.http.json(response, f"reading log of task {task_id}").get("logs", ""))
+
+        return LogSource(
+            key=task_id,
+            header=f"[farm-adapters] task {meta.get('task')} (frames "
+            f"{meta.get('frames') or '-'}) farm task {task_id}\n",
+            fetch=fetch,
+            final=status in mapping.FINAL_STATUSES,
+            skip=status in mapping.NO_LOG_STATUSES,
+        )
 
     def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
         if offset < 0:
             raise InvalidRequestError("offset must be 0 or more", field="offset")
         tasks = self._job_tasks(job_id)
-        path, complete = self._sync_log(job_id, tasks)
+        mirror = LogMirror(self.log_dir, job_id)
+        complete = mirror.sync(self._log_source(t) for t in tasks)
+        path = mirror.path
         try:
             text, next_offset, size = read_chunk(path, offset)
         except OSError as exc:
