@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from farm_adapters import Command, InvalidRequestError, JobRequest, JobState, Task
+from farm_adapters import InvalidRequestError, JobState
 
 #: Every Farm task status (2.0.42, plus the two of the open-source release) mapped to
 #: one JobState. ``archived`` has no state of its own: the backend reads the status
@@ -79,39 +78,6 @@ def runner_definition() -> dict[str, Any]:
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
     return {"name": f"{RUNNER_PREFIX}{digest}", **body}
-
-
-def _command_line(command: Command) -> str:
-    argv = command.resolved_argv()
-    steps = []
-    if command.cwd:
-        steps.append(f"cd {shlex.quote(command.cwd)}")
-    for key, value in command.env.items():
-        steps.append(f"{key}={shlex.quote(value)}; export {key}")
-    steps.append("exec " + shlex.join(argv))
-    return "(" + " && ".join(steps) + ")"
-
-
-def runner_script(task: Task) -> str:
-    """A POSIX sh script that runs the task's commands in order, each argv quoted so
-    no argument is ever re-interpreted by the shell, stopping at the first failure."""
-    lines = [
-        ': "${PATH:=/usr/local/bin:/usr/bin:/bin}"; export PATH',
-        "set -e",
-        *(_command_line(c) for c in task.commands),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def check_env_names(request: JobRequest) -> None:
-    for command in request.commands:
-        for key in command.env:
-            if not key.replace("_", "a").isalnum() or key[0].isdigit():
-                raise InvalidRequestError(
-                    f"commands: environment name {key!r} cannot be exported by sh; use "
-                    f"letters, digits and '_'",
-                    field="commands",
-                )
 
 
 def task_args_for_definition(definition: dict[str, Any], argv: Sequence[str]) -> dict[str, str]:

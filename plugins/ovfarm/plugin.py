@@ -38,6 +38,7 @@ from farm_adapters._paths import data_dir
 from farm_adapters.errors import APIError, ConfigurationError, FarmAdapterError
 from farm_adapters.logfile import LogMirror, LogSource, read_chunk
 from farm_adapters.plugin import ProgressCallback
+from farm_adapters.shell import check_env_names, task_script
 
 from . import mapping
 
@@ -285,7 +286,7 @@ class OmniverseFarmPlugin(FarmPlugin):
                 "requirements.extra.task_requirements must be a table",
                 field="requirements.extra.task_requirements",
             )
-        mapping.check_env_names(request)
+        check_env_names(request.commands)
         return task_requirements
 
     def _bodies(
@@ -298,7 +299,7 @@ class OmniverseFarmPlugin(FarmPlugin):
         bodies = []
         for task in tasks:
             if runner:
-                task_args = {mapping.RUNNER_ARG: mapping.runner_script(task)}
+                task_args = {mapping.RUNNER_ARG: task_script(task.commands)}
             else:
                 if len(task.commands) != 1:
                     raise InvalidRequestError(

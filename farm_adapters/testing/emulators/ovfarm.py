@@ -41,6 +41,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..._toml import read_toml
+from ._faults import Faults
 
 __all__ = ["FarmEmulator", "create_app"]
 
@@ -287,7 +288,7 @@ class FarmEmulator:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.job_times: dict[str, float] = {}
         self.removed: dict[str, float] = {}
-        self.faults: list[dict[str, Any]] = []
+        self.faults = Faults()
         self.stuck: str | None = None
         self.counters: dict[str, int] = {}
         self.external_agents: dict[str, dict[str, Any]] = {}
@@ -568,22 +569,6 @@ class FarmEmulator:
                 result.setdefault(repr((task["task_type"], task["task_function"])), []).append(item)
             return result
 
-    # faults
-
-    def take_fault(self, method: str, path: str, phase: str) -> dict[str, Any] | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault["phase"] != phase or fault["remaining"] == 0:
-                    continue
-                if fault["method"] not in ("*", method):
-                    continue
-                if not re.search(fault["path"], path):
-                    continue
-                if fault["remaining"] > 0:
-                    fault["remaining"] -= 1
-                return dict(fault)
-        return None
-
 
 def _copy(task: dict[str, Any]) -> dict[str, Any]:
     import copy
@@ -808,14 +793,14 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
             with farm.lock:
                 key = f"{method} {path}"
                 farm.counters[key] = farm.counters.get(key, 0) + 1
-        fault = None if path.startswith("/_emulator") else farm.take_fault(method, path, "before")
+        fault = None if path.startswith("/_emulator") else farm.faults.take(method, path, "before")
         if fault is not None:
             if fault["kind"] == "latency":
                 await asyncio.sleep(fault["seconds"])
             elif fault["kind"] == "error":
                 return PlainTextResponse("Internal Server Error", status_code=fault["status"])
         response = await call_next(request)
-        fault = None if path.startswith("/_emulator") else farm.take_fault(method, path, "after")
+        fault = None if path.startswith("/_emulator") else farm.faults.take(method, path, "after")
         if fault is not None:
             if fault["kind"] == "error":  # the work was done, the answer is an error
                 return PlainTextResponse("Internal Server Error", status_code=fault["status"])
@@ -1072,23 +1057,11 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
 
     @app.post("/_emulator/faults", include_in_schema=False)
     def add_fault(fault: dict[str, Any]) -> dict[str, Any]:
-        entry = {
-            "path": fault.get("path", ".*"),
-            "method": fault.get("method", "*"),
-            "phase": fault.get("phase", "before"),
-            "kind": fault.get("kind", "error"),
-            "status": int(fault.get("status", 500)),
-            "seconds": float(fault.get("seconds", 0)),
-            "remaining": int(fault.get("count", 1)),
-        }
-        with farm.lock:
-            farm.faults.append(entry)
-        return entry
+        return farm.faults.add(fault)
 
     @app.delete("/_emulator/faults", include_in_schema=False)
     def clear_faults() -> None:
-        with farm.lock:
-            farm.faults.clear()
+        farm.faults.clear()
 
     @app.post("/_emulator/stuck", include_in_schema=False)
     def set_stuck(body: dict[str, Any]) -> dict[str, Any]:
