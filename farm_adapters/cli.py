@@ -751,6 +751,60 @@ def emulate_ovfarm(
     serve(app, host=host, port=port)
 
 
+@emulate.command("runai")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8333, show_default=True)
+@click.option("--client-id", default="farm-adapters", show_default=True)
+@click.option(
+    "--client-secret",
+    envvar="FARM_ADAPTERS_EMULATOR_CLIENT_SECRET",
+    default="change-me",
+    show_default=True,
+)
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    default=["team-a"],
+    show_default=True,
+    help="Project names (repeatable).",
+)
+@click.option("--token-lifetime", type=float, default=3600.0, show_default=True)
+@click.option(
+    "--nfs-root",
+    type=click.Path(file_okay=False),
+    help="Local folder standing in for NFS servers (server/path below it).",
+)
+def emulate_runai(
+    host: str,
+    port: int,
+    client_id: str,
+    client_secret: str,
+    projects: tuple[str, ...],
+    token_lifetime: float,
+    nfs_root: str | None,
+) -> None:
+    """A Run:ai control plane with a one-node cluster that really runs trainings."""
+    try:
+        from .testing.emulators._server import serve
+        from .testing.emulators.runai import create_app
+    except ImportError as exc:
+        fail(
+            f"the emulator needs the emulators extra: pip install "
+            f"'farm-adapters[emulators]' ({exc})",
+            EXIT_USAGE,
+        )
+    app = create_app(
+        client_id=client_id,
+        client_secret=client_secret,
+        projects=list(projects),
+        token_lifetime=token_lifetime,
+        nfs_root=nfs_root,
+    )
+    click.echo(f"Run:ai emulator on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    serve(app, host=host, port=port)
+
+
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:

@@ -69,3 +69,43 @@ def ovfarm_settings(ovfarm_emulator: object, tmp_path: Path) -> dict[str, object
         "folders": str(tmp_path / "ovfarm-folders"),
         "retries": 3,
     }
+
+
+@pytest.fixture(scope="session")
+def runai_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Run:ai control-plane emulator on 127.0.0.1, fast phase changes."""
+    pytest.importorskip("fastapi", reason="the emulators extra is not installed")
+    from farm_adapters.testing.emulators._server import BackgroundServer
+    from farm_adapters.testing.emulators.runai import create_app
+
+    app = create_app(
+        client_id="render-bot",
+        client_secret="s3cret",
+        projects=["team-a"],
+        phase_delay=0.02,
+        nfs_root=tmp_path_factory.mktemp("nfs"),
+    )
+    with BackgroundServer(app) as server:
+        server.state = app.state.runai  # type: ignore[attr-defined]
+        yield server
+
+
+@pytest.fixture
+def runai_settings(runai_emulator: object, tmp_path: Path) -> dict[str, object]:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    return {
+        "url": runai_emulator.url,  # type: ignore[attr-defined]
+        "client_id": "render-bot",
+        "client_secret": "s3cret",
+        "project": "team-a",
+        "image": "registry.example/renderer:1.0",
+        "storage": {
+            "kind": "hostPath",
+            "mount_path": "/mnt/farm",
+            "path": str(shared),
+            "local_path": str(shared),
+        },
+        "log_dir": str(tmp_path / "runai-logs"),
+        "retries": 3,
+    }

@@ -24,14 +24,24 @@ def test_builtins_come_from_entry_points() -> None:
     infos = {b.name: b for b in manager.list_backends()}
     assert {"local", "ovfarm", "runai"} <= set(infos)
     assert infos["local"].available and infos["local"].origin.startswith("entry point local")
-    assert infos["ovfarm"].available
-    assert not infos["runai"].available and "not implemented" in infos["runai"].reason
+    assert infos["ovfarm"].available and infos["runai"].available
     assert manager.errors == []
 
 
-def test_unavailable_backend_cannot_be_created() -> None:
-    with pytest.raises(BackendUnavailableError, match="not implemented"):
-        get_plugin_manager().create_backend("runai")
+def test_unavailable_backend_cannot_be_created(tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    text = hook_file("needs_licence").replace(
+        "class StudioPlugin(FarmPlugin):",
+        "class StudioPlugin(FarmPlugin):\n    @classmethod\n    def availability(cls):\n"
+        "        from farm_adapters import Availability\n"
+        "        return Availability(False, 'no licence server')\n",
+    )
+    write_plugin(res, "licence.py", text)
+    manager = get_plugin_manager(resources=[res])
+    info = {b.name: b for b in manager.list_backends()}["needs_licence"]
+    assert not info.available and info.reason == "no licence server"
+    with pytest.raises(BackendUnavailableError, match="no licence server"):
+        manager.create_backend("needs_licence")
 
 
 def test_unknown_backend_lists_known_ones() -> None:

@@ -1,27 +1,14 @@
-"""NVIDIA Run:ai backend (``runai``): the Run:ai control plane's REST API.
-
-Not implemented yet: it is listed, and reports itself unavailable with the reason,
-so that tools see the name and no one mistakes it for a working backend.
-"""
+"""``runai``: NVIDIA Run:ai through its control-plane REST API."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from farm_adapters import Availability, hookimpl
+from farm_adapters import hookimpl
 
-from ..unimplemented import UnimplementedPlugin
+from .plugin import RunAIPlugin, RunAISettings
 
-
-class RunAIPlugin(UnimplementedPlugin):
-    """Run:ai backend (not implemented yet)."""
-
-    name = "runai"
-    display_name = "NVIDIA Run:ai"
-
-    @classmethod
-    def availability(cls) -> Availability:
-        return Availability(False, "not implemented yet: the Run:ai backend is still being built")
+__all__ = ["RunAIPlugin", "RunAISettings"]
 
 
 @hookimpl

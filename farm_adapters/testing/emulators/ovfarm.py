@@ -695,7 +695,17 @@ class _Agent(threading.Thread):
                 details=f"Failed to start process: {exc}",
             )
             return
-        farm.set_status(task_id, "running", agent_id=self.agent_id)
+        try:
+            farm.set_status(task_id, "running", agent_id=self.agent_id)
+        except InvalidTransition:
+            # Cancelled between fetch and start: the real agent's report answers
+            # should_cancel, and it kills what it just started.
+            _kill_tree(proc)
+            if farm.get(task_id)["status"] == "cancelling":
+                farm.set_status(
+                    task_id, "cancelled", agent_id=self.agent_id, details="cancelled by the agent"
+                )
+            return
         buffer: list[bytes] = []
         buffer_lock = threading.Lock()
 

@@ -1,0 +1,724 @@
+"""``runai``: NVIDIA Run:ai through its control-plane REST API.
+
+One training workload per chunk of frames, named ``<prefix>-<job>-<task>-r<attempt>-<slug>``
+(k8s-safe, unique), so one paginated workloads listing (500 per page) answers for
+every job. Each container runs ``/bin/sh -c`` with a script that runs the task's argv
+commands exactly and, when the target has shared storage, also appends its output to
+a log file there, which is read when the cluster's log endpoint cannot be reached.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from farm_adapters import (
+    Availability,
+    CheckResult,
+    FarmPlugin,
+    InvalidRequestError,
+    Job,
+    JobNotFoundError,
+    JobRequest,
+    JobState,
+    LogChunk,
+    SubmitError,
+    TransferError,
+)
+from farm_adapters._paths import data_dir
+from farm_adapters.errors import (
+    APIError,
+    AuthenticationError,
+    BackendUnavailableError,
+    ConfigurationError,
+    FarmAdapterError,
+)
+from farm_adapters.logfile import LogMirror, LogSource, read_chunk
+from farm_adapters.plugin import ProgressCallback
+from farm_adapters.shell import check_env_names, task_script
+
+from . import mapping
+
+WORKLOADS = "/api/v1/workloads"
+TRAININGS = "/api/v1/workloads/trainings"
+PAGE = 500
+#: Refresh the token this many seconds before it expires.
+TOKEN_MARGIN = 60.0
+LOG_SUBDIR = ".farm-adapters/logs"
+
+
+class StorageSettings(BaseModel):
+    """Storage the containers and this workstation share (temporary folders, logs)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    kind: Literal["hostPath", "nfs", "pvc"]
+    mount_path: str = Field(description="where containers see it, e.g. /mnt/farm")
+    local_path: str = Field(description="where this workstation sees the same storage")
+    path: str | None = Field(default=None, description="hostPath: host folder; nfs: export")
+    server: str | None = Field(default=None, description="nfs: the server")
+    claim_name: str | None = Field(default=None, description="pvc: an existing claim")
+
+    @field_validator("mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("mount_path must be an absolute path in the container")
+        return value.rstrip("/") or "/"
+
+
+class RunAISettings(BaseModel):
+    """Settings of a ``runai`` target."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    url: str = Field(description="the control plane, e.g. https://tenant.run.ai")
+    client_id: SecretStr = Field(description="service account / application id (reference)")
+    client_secret: SecretStr = Field(description="its secret (a secret reference)")
+    grant: Literal["client_credentials", "app_token"] = "client_credentials"
+    project: str = Field(description="project name; its id and cluster are looked up")
+    cluster: str | None = Field(default=None, description="cluster name (default: the project's)")
+    image: str = Field(description="container image with the renderer")
+    storage: StorageSettings | None = None
+    name_prefix: str = Field(default="fa", pattern=r"^[a-z][a-z0-9]{0,7}$")
+    verify: bool | str = True
+    timeout: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=4, ge=0, le=10)
+    log_dir: str | None = Field(default=None, description="local mirror of render logs")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+def _utc(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (read, not verified: the server verifies it)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+class RunAIPlugin(FarmPlugin):
+    """Submits trainings to Run:ai. Thread-safe."""
+
+    name = "runai"
+    display_name = "NVIDIA Run:ai"
+    settings_model = RunAISettings
+
+    def __init__(self, settings: Any = None, *, target: str | None = None) -> None:
+        super().__init__(settings, target=target)
+        s: RunAISettings = self.settings  # type: ignore[assignment]
+        self.s = s
+        self._lock = threading.RLock()
+        self._session: Any = None
+        self._cluster_session: Any = None
+        self._token: str | None = None
+        self._token_expiry = 0.0
+        self._ids: tuple[str, str, str] | None = None  # project id, cluster id, project name
+        self._domain: str | None = None
+        self._cluster_ok: tuple[float, bool] = (0.0, False)
+        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in self.target)
+        self.log_dir = Path(s.log_dir) if s.log_dir else data_dir() / "runai" / safe
+
+    @classmethod
+    def availability(cls) -> Availability:
+        import importlib.util
+
+        if importlib.util.find_spec("httpx") is None:
+            return Availability(False, "needs httpx: pip install httpx")
+        return Availability(True)
+
+    # -- HTTP and authentication -------------------------------------------------------
+
+    @property
+    def http(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                from farm_adapters.http import HttpSession
+
+                self._session = HttpSession(
+                    self.s.url,
+                    name=self.target,
+                    verify=self.s.verify,
+                    timeout=self.s.timeout,
+                    retries=self.s.retries,
+                )
+            return self._session
+
+    def close(self) -> None:
+        for session in (self._session, self._cluster_session):
+            if session is not None:
+                session.close()
+
+    def _fetch_token(self) -> None:
+        body: dict[str, str] = {"grantType": self.s.grant}
+        secret = self.s.client_secret.get_secret_value()
+        if self.s.grant == "app_token":
+            body |= {"AppId": self.s.client_id.get_secret_value(), "AppSecret": secret}
+        else:
+            body |= {"clientId": self.s.client_id.get_secret_value(), "clientSecret": secret}
+        response = self.http.request(
+            "POST", "/api/v1/token", idempotent=True, json=body, retry_statuses=(429, 502, 503, 504)
+        )
+        if response.status_code in (400, 401, 403):
+            raise AuthenticationError(
+                f"target {self.target!r}: Run:ai refused the credentials "
+                f"(HTTP {response.status_code}); check the target's client_id and "
+                f"client_secret, and that the service account has access to project "
+                f"{self.s.project!r}"
+            )
+        data = self.http.json(response, "requesting a token")
+        token = data.get("accessToken") if isinstance(data, dict) else None
+        if not token:
+            raise APIError(f"target {self.target!r}: the token answer has no accessToken")
+        expiry = jwt_expiry(token) or time.time() + float(data.get("expiresIn") or 3600)
+        self._token, self._token_expiry = token, expiry
+
+    def _auth(self, force: bool = False) -> dict[str, str]:
+        with self._lock:
+            if force or self._token is None or self._token_expiry - time.time() <= TOKEN_MARGIN:
+                self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def api(
+        self, method: str, path: str, *, idempotent: bool, session: Any = None, **kwargs: Any
+    ) -> Any:
+        """A request with a fresh token; after a 401 the token is renewed once."""
+        session = session or self.http
+        response = session.request(
+            method, path, idempotent=idempotent, headers=self._auth(), **kwargs
+        )
+        if response.status_code == 401:
+            response = session.request(
+                method, path, idempotent=idempotent, headers=self._auth(force=True), **kwargs
+            )
+        return response
+
+    # -- projects, clusters ------------------------------------------------------------
+
+    def _resolve(self) -> tuple[str, str, str]:
+        with self._lock:
+            if self._ids is not None:
+                return self._ids
+        response = self.api(
+            "GET",
+            "/api/v1/org-unit/projects",
+            idempotent=True,
+            params={"filterBy": f"name=={self.s.project}", "limit": 10},
+        )
+        projects = self.http.json(response, "looking up the project").get("projects", [])
+        found = [p for p in projects if p.get("name") == self.s.project]
+        if not found:
+            raise ConfigurationError(
+                f"target {self.target!r}: project {self.s.project!r} is not visible to these "
+                f"credentials; check the name and the service account's access rules"
+            )
+        project_id, cluster_id = str(found[0]["id"]), str(found[0]["clusterId"])
+        if self.s.cluster:
+            clusters = self.http.json(
+                self.api("GET", "/api/v1/clusters", idempotent=True), "listing clusters"
+            )
+            named = [c for c in clusters if c.get("name") == self.s.cluster]
+            if not named:
+                raise ConfigurationError(
+                    f"target {self.target!r}: no cluster named {self.s.cluster!r}"
+                )
+            if named[0]["uuid"] != cluster_id:
+                raise ConfigurationError(
+                    f"target {self.target!r}: project {self.s.project!r} belongs to another "
+                    f"cluster than {self.s.cluster!r}"
+                )
+        with self._lock:
+            self._ids = (project_id, cluster_id, str(found[0]["name"]))
+            return self._ids
+
+    def _cluster(self) -> Any:
+        """A session for the cluster's own API (its ``domain``), or None."""
+        with self._lock:
+            if self._cluster_session is not None:
+                return self._cluster_session
+        _, cluster_id, _ = self._resolve()
+        clusters = self.http.json(
+            self.api("GET", "/api/v1/clusters", idempotent=True), "listing clusters"
+        )
+        domain = next((c.get("domain") for c in clusters if c.get("uuid") == cluster_id), None)
+        if not domain:
+            return None
+        from farm_adapters.http import HttpSession
+
+        with self._lock:
+            self._cluster_session = HttpSession(
+                domain, name=self.target, verify=self.s.verify, timeout=self.s.timeout, retries=1
+            )
+            return self._cluster_session
+
+    def _cluster_reachable(self) -> bool:
+        checked, ok = self._cluster_ok
+        if time.monotonic() - checked < 30:
+            return ok
+        try:
+            session = self._cluster()
+            ok = (
+                session is not None
+                and "OK" in session.request("GET", "/cluster-api/status", idempotent=True).text
+            )
+        except FarmAdapterError:
+            ok = False
+        self._cluster_ok = (time.monotonic(), ok)
+        return ok
+
+    # -- stage 1: files ----------------------------------------------------------------
+
+    def _local(self, remote: str) -> Path:
+        storage = self.s.storage
+        if storage is None or not (remote + "/").startswith(storage.mount_path.rstrip("/") + "/"):
+            raise TransferError(
+                f"target {self.target!r}: {remote} is not on the target's shared storage; "
+                f"configure `storage` to copy render files"
+            )
+        return Path(storage.local_path) / remote[len(storage.mount_path) :].lstrip("/")
+
+    def create_temporary_folder(self, render_context: str) -> str:
+        if self.s.storage is None:
+            return f"/tmp/farm-adapters/{render_context}"  # inside the container only
+        remote = f"{self.s.storage.mount_path.rstrip('/')}/{render_context}"
+        try:
+            self._local(remote).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransferError(f"cannot create {self._local(remote)}: {exc}") from exc
+        return remote
+
+    def copy_render_files(
+        self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
+    ) -> list[str]:
+        from farm_adapters.transfer.local import copy_into
+
+        local = self._local(folder)
+        copied = copy_into(paths, str(local), progress)
+        return [f"{folder}/{Path(p).name}" for p in copied]
+
+    # -- stage 3: submit ---------------------------------------------------------------
+
+    def _workload_name(self, request: JobRequest, job_id: str, index: int, attempt: int) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", request.name.lower()).strip("-")[:16].strip("-")
+        return mapping.workload_name(self.s.name_prefix, job_id, index, attempt, slug)
+
+    def _log_file(self, workload_name: str) -> str | None:
+        if self.s.storage is None:
+            return None
+        return f"{self.s.storage.mount_path.rstrip('/')}/{LOG_SUBDIR}/{workload_name}.log"
+
+    def _storage_spec(self) -> dict[str, Any]:
+        storage = self.s.storage
+        if storage is None:
+            return {}
+        # readOnly is sent explicitly: NFS and hostPath volumes are read-only by default.
+        if storage.kind == "hostPath":
+            return {
+                "hostPath": [
+                    {
+                        "path": storage.path or storage.local_path,
+                        "mountPath": storage.mount_path,
+                        "readOnly": False,
+                    }
+                ]
+            }
+        if storage.kind == "nfs":
+            if not storage.server or not storage.path:
+                raise ConfigurationError(
+                    f"target {self.target!r}: nfs storage needs server and path"
+                )
+            return {
+                "nfs": [
+                    {
+                        "server": storage.server,
+                        "path": storage.path,
+                        "mountPath": storage.mount_path,
+                        "readOnly": False,
+                    }
+                ]
+            }
+        if not storage.claim_name:
+            raise ConfigurationError(f"target {self.target!r}: pvc storage needs claim_name")
+        return {
+            "pvc": [
+                {
+                    "claimName": storage.claim_name,
+                    "existingPvc": True,
+                    "path": storage.mount_path,
+                    "readOnly": False,
+                }
+            ]
+        }
+
+    def _bodies(
+        self, request: JobRequest, job_id: str, attempt: int = 0, only: set[int] | None = None
+    ) -> list[dict[str, Any]]:
+        check_env_names(request.commands)
+        spec_base = mapping.spec_for(request)
+        project_id, cluster_id, _ = self._resolve()
+        tasks = request.tasks()
+        bodies = []
+        for task in tasks:
+            if only is not None and task.index not in only:
+                continue
+            name = self._workload_name(request, job_id, task.index, attempt)
+            env = {
+                **request.environment,
+                mapping.ENV_JOB_NAME: request.name,
+                mapping.ENV_TASKS: str(len(tasks)),
+                mapping.ENV_FRAMES: ",".join(str(f) for f in task.frames),
+            }
+            script = task_script(task.commands, log_file=self._log_file(name))
+            spec = {
+                **spec_base,
+                "image": self.s.image,
+                "command": "/bin/sh",
+                "args": shlex.join(["-c", script]),
+                "environmentVariables": [{"name": k, "value": v} for k, v in env.items()],
+            }
+            storage = self._storage_spec()
+            if storage:
+                spec["storage"] = storage
+            bodies.append(
+                {"name": name, "projectId": project_id, "clusterId": cluster_id, "spec": spec}
+            )
+        return bodies
+
+    def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:
+        return [
+            {"method": "POST", "path": TRAININGS, "body": body}
+            for body in self._bodies(request, "0000000000")
+        ]
+
+    def _create(self, body: dict[str, Any]) -> None:
+        from farm_adapters.http import OutcomeUnknownError
+
+        for attempt in range(self.s.retries + 1):
+            try:
+                response = self.api("POST", TRAININGS, idempotent=False, json=body)
+            except OutcomeUnknownError as exc:
+                # It may exist: names are unique per project, so look it up first.
+                if self._find(body["name"]):
+                    return
+                if attempt == self.s.retries:
+                    raise SubmitError(
+                        f"target {self.target!r}: creating {body['name']} failed: {exc}",
+                        transient=True,
+                    ) from exc
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+                continue
+            if response.status_code == 409 and self._find(body["name"]):
+                return  # an earlier attempt did create it
+            if response.status_code == 429 and attempt < self.s.retries:
+                time.sleep(min(float(response.headers.get("Retry-After", 1)), 30.0))
+                continue
+            if response.status_code == 400:
+                raise InvalidRequestError(
+                    f"target {self.target!r}: Run:ai refused the workload: "
+                    f"{response.json().get('message', response.text)}"
+                )
+            self.http.json(response, f"creating workload {body['name']}")
+            return
+
+    def submit_job(self, request: JobRequest) -> str:
+        job_id = uuid.uuid4().hex[:10]
+        bodies = self._bodies(request, job_id)
+        for index, body in enumerate(bodies):
+            try:
+                self._create(body)
+            except (InvalidRequestError, SubmitError):
+                raise
+            except FarmAdapterError as exc:
+                raise SubmitError(
+                    f"target {self.target!r}: job {job_id}: {index} of {len(bodies)} "
+                    f"workload(s) were created before: {exc}"
+                    + (f"; stop the job with `farm-adapters stop {job_id}`" if index else ""),
+                    transient=isinstance(exc, BackendUnavailableError),
+                ) from exc
+        return job_id
+
+    # -- information -------------------------------------------------------------------
+
+    def list_workloads(self, name_prefix: str) -> list[dict[str, Any]]:
+        """Workloads whose name starts with ``name_prefix``: ceil(N/500) requests."""
+        project_id, _, _ = self._resolve()
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            response = self.api(
+                "GET",
+                WORKLOADS,
+                idempotent=True,
+                params={
+                    "filterBy": f"name=^{name_prefix},projectId=={project_id}",
+                    "offset": offset,
+                    "limit": PAGE,
+                    "sortBy": "name",
+                },
+            )
+            data = self.http.json(response, "listing workloads")
+            page = data.get("workloads", [])
+            items.extend(page)
+            if "next" not in data or len(page) < PAGE:
+                return items
+            offset = int(data["next"])
+
+    def _find(self, name: str) -> dict[str, Any] | None:
+        return next((w for w in self.list_workloads(name) if w.get("name") == name), None)
+
+    def _group(self, workloads: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+        """job id -> task index -> the newest attempt's workload."""
+        jobs: dict[str, dict[int, dict[str, Any]]] = {}
+        for w in workloads:
+            parsed = mapping.parse_name(self.s.name_prefix, str(w.get("name", "")))
+            if parsed is None:
+                continue
+            job_id, index, attempt = parsed
+            w["_attempt"] = attempt
+            current = jobs.setdefault(job_id, {}).get(index)
+            if current is None or current["_attempt"] < attempt:
+                jobs[job_id][index] = w
+        return jobs
+
+    def _job(self, job_id: str, tasks: dict[int, dict[str, Any]]) -> Job:
+        ordered = [tasks[i] for i in sorted(tasks)]
+        env = ordered[0].get("environmentVariables") or {}
+        total = int(env.get(mapping.ENV_TASKS, len(ordered)))
+        states = [mapping.map_phase(str(w.get("phase"))) for w in ordered]
+        states += [JobState.UNKNOWN] * max(0, total - len(ordered))
+        failed = [w for w in ordered if w.get("phase") == "Failed"]
+        message = (
+            f"{failed[0]['name']}: {failed[0].get('phaseMessage') or 'failed'}" if failed else ""
+        )
+        return Job.from_task_states(
+            states,
+            id=job_id,
+            name=str(env.get(mapping.ENV_JOB_NAME, "")),
+            backend=self.name,
+            target=self.target,
+            native_ids=[str(w["id"]) for w in ordered],
+            submitted_at=min(
+                (d for d in (_utc(w.get("createdAt")) for w in ordered) if d), default=None
+            ),
+            render_context=env.get("FARM_ADAPTERS_RENDER_CONTEXT"),
+            message=message,
+        )
+
+    def _job_tasks(self, job_id: str) -> dict[int, dict[str, Any]]:
+        if not re.fullmatch(r"[0-9a-f]{10}", job_id):
+            raise JobNotFoundError(job_id, backend=self.target)
+        tasks = self._group(self.list_workloads(f"{self.s.name_prefix}-{job_id}-")).get(job_id)
+        if not tasks:
+            raise JobNotFoundError(job_id, backend=self.target)
+        return tasks
+
+    def get_job(self, job_id: str) -> Job:
+        return self._job(job_id, self._job_tasks(job_id))
+
+    def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
+        groups = self._group(self.list_workloads(f"{self.s.name_prefix}-"))
+        jobs = [self._job(job_id, tasks) for job_id, tasks in groups.items()]
+        jobs.sort(
+            key=lambda j: j.submitted_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True
+        )
+        return [j for j in jobs if not states or j.state in states]
+
+    # -- render log --------------------------------------------------------------------
+
+    def _log_source(self, workload: dict[str, Any], project_name: str) -> LogSource:
+        name = str(workload["name"])
+        phase = str(workload.get("phase"))
+        use_cluster = self._cluster_reachable()
+
+        def fetch() -> str | None:
+            if use_cluster:
+                response = self.api(
+                    "GET",
+                    f"/cluster-api/api/v1/{project_name}/workloads/training/runai/"
+                    f"{name}/logs/download",
+                    idempotent=True,
+                    session=self._cluster(),
+                )
+                if response.status_code == 404:
+                    return None
+                self.http.check(response, f"reading the log of {name}")
+                return str(response.text)
+            log_file = self._log_file(name)
+            if log_file is None:
+                raise BackendUnavailableError(
+                    f"target {self.target!r}: the cluster's log endpoint is unreachable and "
+                    f"the target has no shared storage to read logs from"
+                )
+            try:
+                return self._local(log_file).read_text(errors="replace")
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise TransferError(f"cannot read {log_file}: {exc}") from exc
+
+        return LogSource(
+            key=name,
+            header=f"[farm-adapters] workload {name}\n",
+            fetch=fetch,
+            final=mapping.map_phase(phase).final,
+            skip=phase in ("Creating", "Pending"),
+        )
+
+    def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
+        if offset < 0:
+            raise InvalidRequestError("offset must be 0 or more", field="offset")
+        tasks = self._job_tasks(job_id)
+        _, _, project_name = self._resolve()
+        mirror = LogMirror(self.log_dir, job_id)
+        complete = mirror.sync(self._log_source(tasks[i], project_name) for i in sorted(tasks))
+        try:
+            text, next_offset, size = read_chunk(mirror.path, offset)
+        except OSError as exc:
+            raise TransferError(f"cannot read the local log mirror {mirror.path}: {exc}") from exc
+        return LogChunk(
+            job_id=job_id,
+            text=text,
+            offset=offset,
+            next_offset=next_offset,
+            complete=complete and next_offset >= size,
+        )
+
+    def get_render_log_filename(self, job_id: str) -> str | None:
+        self._job_tasks(job_id)
+        path = self.log_dir / f"{job_id}.log"
+        return str(path) if path.exists() else None
+
+    # -- control -----------------------------------------------------------------------
+
+    def _action(self, workload: dict[str, Any], action: str) -> None:
+        response = self.api("POST", f"{TRAININGS}/{workload['id']}/{action}", idempotent=True)
+        if response.status_code == 404:
+            return  # gone meanwhile
+        self.http.check(response, f"{action} of {workload['name']}")
+
+    def stop_job(self, job_id: str) -> None:
+        for workload in self._job_tasks(job_id).values():
+            if not mapping.map_phase(str(workload.get("phase"))).final:
+                self._action(workload, "suspend")
+
+    def restart_job(self, job_id: str) -> None:
+        tasks = self._job_tasks(job_id)
+        job = self._job(job_id, tasks)
+        if not job.state.final:
+            raise InvalidRequestError(
+                f"job {job_id} is {job.state}; stop it or wait for it to end before restarting",
+                field="job_id",
+            )
+        everything = job.state is JobState.COMPLETED
+        rerun: dict[int, int] = {}
+        for index, workload in tasks.items():
+            phase = workload.get("phase")
+            if phase == "Stopped":
+                self._action(workload, "resume")  # the same workload runs again
+            elif phase == "Failed" or (everything and phase == "Completed"):
+                rerun[index] = int(workload["_attempt"]) + 1
+        for index, attempt in rerun.items():
+            self._create(self._next_attempt(tasks[index], attempt))
+
+    def _next_attempt(self, workload: dict[str, Any], attempt: int) -> dict[str, Any]:
+        """Run:ai cannot resume an ended training: the creation body of a new attempt,
+        the old training's spec under the next attempt's name."""
+        response = self.api("GET", f"{TRAININGS}/{workload['id']}", idempotent=True)
+        old = self.http.json(response, f"reading training {workload['name']}")
+        old_name = str(workload["name"])
+        parsed = mapping.parse_name(self.s.name_prefix, old_name)
+        assert parsed is not None
+        job_id, index, _ = parsed
+        new_name = mapping.workload_name(
+            self.s.name_prefix,
+            job_id,
+            index,
+            attempt,
+            mapping.name_slug(self.s.name_prefix, old_name),
+        )
+        spec = dict(old.get("spec") or {})
+        if isinstance(spec.get("args"), str):  # the log file is named after the workload
+            spec["args"] = spec["args"].replace(old_name, new_name)
+        return {
+            "name": new_name,
+            "projectId": old["projectId"],
+            "clusterId": old["clusterId"],
+            "spec": spec,
+        }
+
+    # -- test --------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        results = []
+        try:
+            self._auth(force=True)
+            results.append(CheckResult(name="authentication", ok=True, detail=self.s.url))
+        except FarmAdapterError as exc:
+            return [CheckResult(name="authentication", ok=False, detail=str(exc))]
+        try:
+            project_id, cluster_id, _ = self._resolve()
+            results.append(
+                CheckResult(
+                    name="project",
+                    ok=True,
+                    detail=f"{self.s.project} (id {project_id}, cluster {cluster_id})",
+                )
+            )
+        except FarmAdapterError as exc:
+            return [*results, CheckResult(name="project", ok=False, detail=str(exc))]
+        reachable = self._cluster_reachable()
+        results.append(
+            CheckResult(
+                name="cluster logs",
+                ok=reachable or self.s.storage is not None,
+                detail="cluster API reachable"
+                if reachable
+                else "cluster API unreachable; logs are read from shared storage"
+                if self.s.storage
+                else "cluster API unreachable and no shared storage: logs cannot be read",
+            )
+        )
+        if self.s.storage is not None:
+            try:
+                probe = Path(self.s.storage.local_path) / f".probe-{uuid.uuid4().hex}"
+                probe.write_bytes(b"")
+                probe.unlink()
+                results.append(
+                    CheckResult(
+                        name="storage", ok=True, detail=f"{self.s.storage.local_path} is writable"
+                    )
+                )
+            except OSError as exc:
+                results.append(
+                    CheckResult(
+                        name="storage", ok=False, detail=f"{self.s.storage.local_path}: {exc}"
+                    )
+                )
+        return results
