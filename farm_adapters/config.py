@@ -24,7 +24,7 @@ resolved only when the target is used, and resolved values are never printed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ __all__ = [
 
 CONFIG_ENV = "FARM_ADAPTERS_CONFIG"
 FILE_NAME = "farm-adapters.toml"
-_TARGET_KEYS = ("backend", "description")
+_TARGET_KEYS = ("backend", "description", "storage", "path_mappings")
 _TOP_KEYS = ("default_target", "targets")
 
 
@@ -119,7 +119,7 @@ class Target:
     """One render target: a name, a backend and that backend's settings (secret
     references unresolved)."""
 
-    __slots__ = ("backend", "description", "name", "settings", "source")
+    __slots__ = ("backend", "description", "name", "path_mappings", "settings", "source", "storage")
 
     def __init__(
         self,
@@ -129,12 +129,16 @@ class Target:
         *,
         description: str = "",
         source: Path | None = None,
+        storage: Mapping[str, Any] | None = None,
+        path_mappings: Sequence[Any] = (),
     ) -> None:
         self.name = name
         self.backend = backend
         self.settings = dict(settings or {})
         self.description = description
         self.source = source
+        self.storage = dict(storage) if storage else None
+        self.path_mappings = list(path_mappings)
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, backend={self.backend!r})"
@@ -147,12 +151,23 @@ class Target:
         """The settings as written, safe to print: references stay references."""
         return {k: (dict(v) if is_secret_reference(v) else v) for k, v in self.settings.items()}
 
-    def resolved_settings(self, secret_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """Settings with every secret reference resolved. ``secret_keys`` must be
-        references, never plain values."""
+    def public_storage(self) -> dict[str, Any] | None:
+        if self.storage is None:
+            return None
+        return {k: (dict(v) if is_secret_reference(v) else v) for k, v in self.storage.items()}
+
+    def resolved_settings(
+        self,
+        secret_keys: frozenset[str] = frozenset(),
+        table: Mapping[str, Any] | None = None,
+        section: str = "",
+    ) -> dict[str, Any]:
+        """Settings (or another ``table`` of the target) with every secret reference
+        resolved. ``secret_keys`` must be references, never plain values."""
         out: dict[str, Any] = {}
-        for key, value in self.settings.items():
-            where = f"{self.where}, key {key!r}"
+        items = self.settings if table is None else table
+        for key, value in items.items():
+            where = f"{self.where}, key {section}{key!r}"
             if is_secret_reference(value):
                 out[key] = resolve_secret(value, where=where)
             elif key in secret_keys and value is not None:
@@ -183,9 +198,23 @@ class Target:
             )
         settings = self.resolved_settings(_secret_fields(cls.settings_model))
         try:
-            return cls(settings, target=self.name)
+            backend = cls(settings, target=self.name)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{self.source}: {exc}" if self.source else str(exc)) from None
+        if self.storage is not None:
+            from .transfer import make_transfer
+
+            storage = self.resolved_settings(frozenset({"password"}), self.storage, "storage.")
+            root = storage.pop("root", None)
+            if storage.get("kind") != "local" and root is not None:
+                storage["root"] = root  # remote transfers confine every path to it
+            backend.storage = make_transfer(storage, target=self.name)
+            backend.storage_root = root
+        if self.path_mappings:
+            from .pathmap import PathMapper
+
+            backend.path_mapper = PathMapper(self.path_mappings)
+        return backend
 
 
 def _secret_fields(model: Any) -> frozenset[str]:
@@ -234,6 +263,26 @@ class TargetConfig:
         return iter(self.targets[n] for n in sorted(self.targets))
 
 
+def _path_mappings(raw: Any, where: str) -> list[Any]:
+    from pydantic import ValidationError
+
+    from .models import validation_problems
+    from .pathmap import PathMapping
+
+    if not isinstance(raw, list):
+        raise ConfigurationError(
+            f"{where}: path_mappings must be a list of {{ local = ..., remote = ... }} tables"
+        )
+    mappings = []
+    for i, item in enumerate(raw):
+        try:
+            mappings.append(PathMapping.model_validate(item))
+        except ValidationError as exc:
+            lines = "; ".join(f"{f}: {m}" for f, m in validation_problems(exc))
+            raise ConfigurationError(f"{where}: key 'path_mappings[{i}]': {lines}") from None
+    return mappings
+
+
 def parse_targets(data: Mapping[str, Any], source: Path | None = None) -> TargetConfig:
     """Validate a parsed targets file; errors name the file, the target and the key."""
     where = str(source) if source else "targets"
@@ -259,7 +308,22 @@ def parse_targets(data: Mapping[str, Any], source: Path | None = None) -> Target
         if not isinstance(description, str):
             raise ConfigurationError(f"{where}: target {name!r}: 'description' must be a string")
         settings = {k: v for k, v in table.items() if k not in _TARGET_KEYS}
-        targets[name] = Target(name, backend, settings, description=description, source=source)
+        storage = table.get("storage")
+        if storage is not None and (not isinstance(storage, Mapping) or "kind" not in storage):
+            raise ConfigurationError(
+                f"{where}: target {name!r}: key 'storage' must be a table with a kind, e.g. "
+                f'storage = {{ kind = "sftp", host = "storage01", root = "/farm/tmp" }}'
+            )
+        mappings = _path_mappings(table.get("path_mappings", []), f"{where}: target {name!r}")
+        targets[name] = Target(
+            name,
+            backend,
+            settings,
+            description=description,
+            source=source,
+            storage=storage,
+            path_mappings=mappings,
+        )
     default = data.get("default_target", "local")
     if not isinstance(default, str):
         raise ConfigurationError(f"{where}: default_target must be a target name")

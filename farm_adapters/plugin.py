@@ -129,6 +129,16 @@ class FarmPlugin(ABC):
     #: methods unless the class sets it).
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
+    #: The storage the target configures (``[targets.NAME.storage]``): a
+    #: :class:`~farm_adapters.transfer.FileTransfer`, or None to use the backend's own.
+    storage: Any = None
+    #: Where temporary folders go on that storage (its ``root``).
+    storage_root: str | None = None
+    #: The target's :class:`~farm_adapters.pathmap.PathMapper`, or None.
+    path_mapper: Any = None
+    #: What the last copy did (a :class:`~farm_adapters.transfer.TransferReport`).
+    last_transfer: Any = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "capabilities" not in cls.__dict__:
@@ -197,6 +207,29 @@ class FarmPlugin(ABC):
         self.close()
 
     # -- submission, stage 1: temporary render files -----------------------------------
+
+    def storage_folder(self, render_context: str) -> str | None:
+        """With a target storage: make ``<root>/<render_context>`` there and return it;
+        None when the target configures no storage. For backends to call first."""
+        if self.storage is None:
+            return None
+        if not self.storage_root:
+            raise ConfigurationError(
+                f"target {self.target!r}: storage needs a root, the folder on the storage "
+                f"where temporary folders are made"
+            )
+        folder = f"{self.storage_root.rstrip('/')}/{render_context}"
+        self.storage.makedirs(folder)
+        return folder
+
+    def storage_copy(
+        self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
+    ) -> list[str] | None:
+        """With a target storage: upload ``paths`` into ``folder`` there; else None."""
+        if self.storage is None:
+            return None
+        self.last_transfer = self.storage.upload(paths, folder, progress)
+        return list(self.last_transfer.remote_paths)
 
     @abstractmethod
     def create_temporary_folder(self, render_context: str) -> str:

@@ -91,6 +91,8 @@ def submit(
     request, and whatever the backend raises (always a ``FarmAdapterError``).
     """
     request = parse_request(request)
+    if backend.path_mapper:
+        request = parse_request(backend.path_mapper.map_request(request))
     if request.user is None:
         request = request.model_copy(update={"user": getpass.getuser()})
     _check_local_files(request)

@@ -100,7 +100,7 @@ def runai_settings(runai_emulator: object, tmp_path: Path) -> dict[str, object]:
         "client_secret": "s3cret",
         "project": "team-a",
         "image": "registry.example/renderer:1.0",
-        "storage": {
+        "volume": {
             "kind": "hostPath",
             "mount_path": "/mnt/farm",
             "path": str(shared),

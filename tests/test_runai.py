@@ -247,7 +247,7 @@ def test_stop_and_restart_go_through_stopped_and_back_to_running(backend: Any) -
 def test_restart_of_a_failed_job_is_a_new_attempt(
     backend: Any, runai_settings: dict, runai_emulator: Any
 ) -> None:
-    flag = Path(runai_settings["storage"]["local_path"]) / "ok"
+    flag = Path(runai_settings["volume"]["local_path"]) / "ok"
     job = submit(
         backend, {"commands": [["sh", "-c", "test -f /mnt/farm/ok && echo fixed"]]}, journal=False
     )
@@ -447,13 +447,13 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 
 
 def test_cli_chunked_job_and_auth_error(runai_settings: dict[str, Any], tmp_path: Path) -> None:
-    storage = runai_settings["storage"]
+    storage = runai_settings["volume"]
     config = tmp_path / "farm-adapters.toml"
     config.write_text(
         f'[targets.gpu-cluster]\nbackend = "runai"\nurl = "{runai_settings["url"]}"\n'
         f'client_id = {{ env = "RUNAI_ID" }}\nclient_secret = {{ env = "RUNAI_SECRET" }}\n'
         f'project = "team-a"\nimage = "renderer:1"\nlog_dir = "{tmp_path / "logs"}"\n'
-        f'storage = {{ kind = "hostPath", mount_path = "/mnt/farm", '
+        f'volume = {{ kind = "hostPath", mount_path = "/mnt/farm", '
         f'path = "{storage["path"]}", local_path = "{storage["local_path"]}" }}\n'
     )
     env = {"FARM_ADAPTERS_CONFIG": str(config), "RUNAI_ID": "render-bot", "RUNAI_SECRET": "s3cret"}

@@ -119,6 +119,9 @@ class LocalPlugin(FarmPlugin):
     # -- stage 1: files ----------------------------------------------------------------
 
     def create_temporary_folder(self, render_context: str) -> str:
+        remote = self.storage_folder(render_context)  # the target's storage, if any
+        if remote is not None:
+            return remote
         folder = self.folders / render_context
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +132,9 @@ class LocalPlugin(FarmPlugin):
     def copy_render_files(
         self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
     ) -> list[str]:
+        copied = self.storage_copy(paths, folder, progress)
+        if copied is not None:
+            return copied
         from farm_adapters.transfer.local import copy_into
 
         return copy_into(paths, folder, progress)

@@ -239,6 +239,9 @@ class OmniverseFarmPlugin(FarmPlugin):
     # -- stage 1: files ----------------------------------------------------------------
 
     def create_temporary_folder(self, render_context: str) -> str:
+        remote = self.storage_folder(render_context)  # the target's storage, if any
+        if remote is not None:
+            return remote
         root = Path(self.s.folders) if self.s.folders else data_dir() / "ovfarm-folders"
         folder = root / render_context
         try:
@@ -250,6 +253,9 @@ class OmniverseFarmPlugin(FarmPlugin):
     def copy_render_files(
         self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
     ) -> list[str]:
+        copied = self.storage_copy(paths, folder, progress)
+        if copied is not None:
+            return copied
         from farm_adapters.transfer.local import copy_into
 
         return copy_into(paths, folder, progress)

@@ -58,14 +58,17 @@ TOKEN_MARGIN = 60.0
 LOG_SUBDIR = ".farm-adapters/logs"
 
 
-class StorageSettings(BaseModel):
-    """Storage the containers and this workstation share (temporary folders, logs)."""
+class VolumeSettings(BaseModel):
+    """The volume containers mount for temporary folders and logs, and where this
+    workstation sees the same files (or set the target's storage to reach them)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: Literal["hostPath", "nfs", "pvc"]
     mount_path: str = Field(description="where containers see it, e.g. /mnt/farm")
-    local_path: str = Field(description="where this workstation sees the same storage")
+    local_path: str | None = Field(
+        default=None, description="where this workstation mounts the same files (if it does)"
+    )
     path: str | None = Field(default=None, description="hostPath: host folder; nfs: export")
     server: str | None = Field(default=None, description="nfs: the server")
     claim_name: str | None = Field(default=None, description="pvc: an existing claim")
@@ -90,7 +93,7 @@ class RunAISettings(BaseModel):
     project: str = Field(description="project name; its id and cluster are looked up")
     cluster: str | None = Field(default=None, description="cluster name (default: the project's)")
     image: str = Field(description="container image with the renderer")
-    storage: StorageSettings | None = None
+    volume: VolumeSettings | None = None
     name_prefix: str = Field(default="fa", pattern=r"^[a-z][a-z0-9]{0,7}$")
     verify: bool | str = True
     timeout: float = Field(default=30.0, gt=0)
@@ -296,18 +299,37 @@ class RunAIPlugin(FarmPlugin):
     # -- stage 1: files ----------------------------------------------------------------
 
     def _local(self, remote: str) -> Path:
-        storage = self.s.storage
+        storage = self.s.volume
         if storage is None or not (remote + "/").startswith(storage.mount_path.rstrip("/") + "/"):
             raise TransferError(
-                f"target {self.target!r}: {remote} is not on the target's shared storage; "
-                f"configure `storage` to copy render files"
+                f"target {self.target!r}: {remote} is not on the target's volume; "
+                f"configure `volume` to copy render files"
             )
+        if storage.local_path is None:
+            if self.storage is None:
+                raise ConfigurationError(
+                    f"target {self.target!r}: volume.local_path is not set and the target has "
+                    f"no storage to reach the volume; set one of them"
+                )
+            return Path(self._on_storage(remote))
         return Path(storage.local_path) / remote[len(storage.mount_path) :].lstrip("/")
 
+    def _on_storage(self, remote: str) -> str:
+        """A container path under the volume, as the target's storage (SFTP, FTPS...)
+        sees it: the storage ``root`` stands for the volume's mount path."""
+        storage = self.s.volume
+        assert storage is not None and self.storage_root
+        if not (remote + "/").startswith(storage.mount_path.rstrip("/") + "/"):
+            raise TransferError(f"target {self.target!r}: {remote} is not on the target's volume")
+        return self.storage_root.rstrip("/") + remote[len(storage.mount_path.rstrip("/")) :]
+
     def create_temporary_folder(self, render_context: str) -> str:
-        if self.s.storage is None:
+        if self.s.volume is None:
             return f"/tmp/farm-adapters/{render_context}"  # inside the container only
-        remote = f"{self.s.storage.mount_path.rstrip('/')}/{render_context}"
+        remote = f"{self.s.volume.mount_path.rstrip('/')}/{render_context}"
+        if self.storage is not None:
+            self.storage.makedirs(self._on_storage(remote))
+            return remote
         try:
             self._local(remote).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -317,11 +339,13 @@ class RunAIPlugin(FarmPlugin):
     def copy_render_files(
         self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
     ) -> list[str]:
-        from farm_adapters.transfer.local import copy_into
+        if self.storage is not None:  # the volume reached over SFTP/FTPS
+            self.last_transfer = self.storage.upload(paths, self._on_storage(folder), progress)
+        else:
+            from farm_adapters.transfer.local import LocalTransfer
 
-        local = self._local(folder)
-        copied = copy_into(paths, str(local), progress)
-        return [f"{folder}/{Path(p).name}" for p in copied]
+            self.last_transfer = LocalTransfer().upload(paths, str(self._local(folder)), progress)
+        return [f"{folder}/{Path(p).name}" for p in paths]
 
     # -- stage 3: submit ---------------------------------------------------------------
 
@@ -330,16 +354,18 @@ class RunAIPlugin(FarmPlugin):
         return mapping.workload_name(self.s.name_prefix, job_id, index, attempt, slug)
 
     def _log_file(self, workload_name: str) -> str | None:
-        if self.s.storage is None:
+        if self.s.volume is None:
             return None
-        return f"{self.s.storage.mount_path.rstrip('/')}/{LOG_SUBDIR}/{workload_name}.log"
+        return f"{self.s.volume.mount_path.rstrip('/')}/{LOG_SUBDIR}/{workload_name}.log"
 
     def _storage_spec(self) -> dict[str, Any]:
-        storage = self.s.storage
+        storage = self.s.volume
         if storage is None:
             return {}
         # readOnly is sent explicitly: NFS and hostPath volumes are read-only by default.
         if storage.kind == "hostPath":
+            if not (storage.path or storage.local_path):
+                raise ConfigurationError(f"target {self.target!r}: hostPath volume needs path")
             return {
                 "hostPath": [
                     {
@@ -576,6 +602,11 @@ class RunAIPlugin(FarmPlugin):
                     f"target {self.target!r}: the cluster's log endpoint is unreachable and "
                     f"the target has no shared storage to read logs from"
                 )
+            if self.storage is not None:
+                if not self.storage.exists(self._on_storage(log_file)):
+                    return None
+                with self.storage.open_read(self._on_storage(log_file)) as f:
+                    return f.read().decode(errors="replace")  # type: ignore[no-any-return]
             try:
                 return self._local(log_file).read_text(errors="replace")
             except FileNotFoundError:
@@ -697,28 +728,27 @@ class RunAIPlugin(FarmPlugin):
         results.append(
             CheckResult(
                 name="cluster logs",
-                ok=reachable or self.s.storage is not None,
+                ok=reachable or self.s.volume is not None,
                 detail="cluster API reachable"
                 if reachable
                 else "cluster API unreachable; logs are read from shared storage"
-                if self.s.storage
+                if self.s.volume
                 else "cluster API unreachable and no shared storage: logs cannot be read",
             )
         )
-        if self.s.storage is not None:
+        if self.s.volume is not None:
+            name = "storage"
             try:
-                probe = Path(self.s.storage.local_path) / f".probe-{uuid.uuid4().hex}"
-                probe.write_bytes(b"")
-                probe.unlink()
-                results.append(
-                    CheckResult(
-                        name="storage", ok=True, detail=f"{self.s.storage.local_path} is writable"
-                    )
-                )
-            except OSError as exc:
-                results.append(
-                    CheckResult(
-                        name="storage", ok=False, detail=f"{self.s.storage.local_path}: {exc}"
-                    )
-                )
+                if self.storage is not None:
+                    root = self._on_storage(self.s.volume.mount_path + "/x").rsplit("/", 1)[0]
+                    self.storage.makedirs(root)
+                    detail = f"the volume is reachable through the target's storage ({root})"
+                else:
+                    probe = self._local(self.s.volume.mount_path + f"/.probe-{uuid.uuid4().hex}")
+                    probe.write_bytes(b"")
+                    probe.unlink()
+                    detail = f"{self.s.volume.local_path} is writable"
+                results.append(CheckResult(name=name, ok=True, detail=detail))
+            except (OSError, FarmAdapterError) as exc:
+                results.append(CheckResult(name=name, ok=False, detail=str(exc)))
         return results
