@@ -109,3 +109,30 @@ def runai_settings(runai_emulator: object, tmp_path: Path) -> dict[str, object]:
         "log_dir": str(tmp_path / "runai-logs"),
         "retries": 3,
     }
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """OpenSSH sshd on 127.0.0.1 (asyncssh's server where sshd is not installed)."""
+    from servers import ssh_server
+
+    server = ssh_server(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sftp(sshd: object, tmp_path: Path) -> Iterator[object]:
+    from farm_adapters.transfer.sftp import SftpTransfer
+
+    transfer = SftpTransfer(
+        "127.0.0.1",
+        port=sshd.port,
+        user=sshd.user,  # type: ignore[attr-defined]
+        key_file=str(sshd.client_key),
+        known_hosts=str(sshd.known_hosts),  # type: ignore[attr-defined]
+        use_agent=False,
+        root=str(tmp_path / "remote"),
+    )
+    yield transfer
+    transfer.close()

@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -56,12 +58,17 @@ class OpenSshServer:
         if not self.host_key.exists():
             keygen(self.host_key)
             keygen(self.client_key)
-            (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
-            (folder / "authorized_keys").chmod(0o644)
+        # sshd reads authorized_keys as the user logging in: keep it where any user can.
+        keys_dir = Path(tempfile.gettempdir()) / f"fa-sshd-keys-{os.getpid()}"
+        keys_dir.mkdir(mode=0o755, exist_ok=True)
+        keys_dir.chmod(0o755)
+        self.authorized_keys = keys_dir / f"authorized_keys-{self.port}"
+        self.authorized_keys.write_text((folder / "client_key.pub").read_text())
+        self.authorized_keys.chmod(0o644)
         self.known_hosts = folder / "known_hosts"
         host_pub = (folder / "host_key.pub").read_text().split()
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
-        self.user = os.environ.get("USER") or __import__("getpass").getuser()
+        self.user = getpass.getuser()
 
     def start(self) -> OpenSshServer:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -73,7 +80,7 @@ class OpenSshServer:
                     "ListenAddress 127.0.0.1",
                     f"HostKey {self.host_key}",
                     f"PidFile {self.dir / 'sshd.pid'}",
-                    f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+                    f"AuthorizedKeysFile {self.authorized_keys}",
                     "PermitRootLogin prohibit-password",
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",

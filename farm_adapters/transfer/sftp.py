@@ -344,7 +344,8 @@ class SftpTransfer:
             self._mkdirs(conn, folder)
             pending = self._changed(conn, folder, plan, checksum)
         skipped = len(plan) - len(pending)
-        tracker.add(sum(p.size for p in plan if p not in pending), skipped)
+        if skipped:
+            tracker.add(sum(p.size for p in plan if p not in pending), skipped)
         sent_by_tar: list[PlannedFile] = []
         if (
             self.use_tar
