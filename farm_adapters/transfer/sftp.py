@@ -53,7 +53,6 @@ __all__ = ["SftpTransfer"]
 PIECE = 32 << 20
 WRITE_REQUEST = 255 << 10
 PART_SUFFIX = ".fa-part"
-TAR_SUFFIX = ".fa-tar"
 TAR_MIN_FILES = 32
 TAR_MAX_AVERAGE = 1 << 20
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -470,50 +469,68 @@ class SftpTransfer:
     def _send_tar(
         self, folder: str, items: list[PlannedFile], tracker: ProgressTracker
     ) -> list[PlannedFile]:
-        """Send ``items`` as one tar stream under temporary names, then rename them all
-        in one shell script. Returns the files sent (none if the server refused)."""
+        """Send ``items`` as one tar stream into a hidden staging folder beside their
+        destination, then move them into place with one ``mv`` per folder (each file
+        is renamed whole, so none is ever partial under its final name). Returns the
+        files sent, or none if the server refused (per-file SFTP takes over)."""
+        import uuid
+
         import paramiko
 
+        staging = posixpath.join(folder, f".fa-incoming-{uuid.uuid4().hex[:12]}")
         try:
             with self._conn() as conn:
                 channel = conn.transport.open_session(timeout=self.timeout)
-                channel.exec_command(f"tar -x -f - -C {shlex.quote(folder)}")
-                writer = cast(IO[bytes], _ChannelWriter(channel))
-                with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                channel.exec_command(
+                    f"mkdir -p {shlex.quote(staging)} && tar -x -f - -C {shlex.quote(staging)}"
+                )
+                writer = _ChannelWriter(channel)
+                stream = cast(IO[bytes], writer)
+                with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                     for item in items:
-                        directory, name = posixpath.split(item.relative)
-                        info = tarfile.TarInfo(posixpath.join(directory, f".{name}{TAR_SUFFIX}"))
+                        info = tarfile.TarInfo(item.relative)
                         info.size = item.size
                         info.mtime = item.mtime
                         info.mode = 0o644
                         with open(item.local, "rb") as f:
                             counting = cast(IO[bytes], _Counting(f, tracker, str(item.local)))
                             tar.addfile(info, counting)
+                writer.flush()
                 channel.shutdown_write()
                 err = channel.makefile_stderr("rb").read().decode(errors="replace")
                 code = channel.recv_exit_status()
                 channel.close()
                 if code != 0:
                     raise TransferError(f"remote tar failed ({code}): {err.strip()}")
-                script = "set -e\n" + "".join(
-                    f"mv -f -- {shlex.quote(self._tar_name(folder, i))} "
-                    f"{shlex.quote(remote_join(folder, i.relative))}\n"
-                    for i in items
-                )
-                code, err = self._run(conn, "sh -s", script.encode())
+                code, err = self._run(conn, "sh -s", self._move_script(folder, staging, items))
                 if code != 0:
-                    raise TransferError(f"renaming after tar failed ({code}): {err.strip()}")
+                    raise TransferError(f"moving files into place failed ({code}): {err.strip()}")
         except (paramiko.SSHException, OSError, EOFError, TransferError):
             self._tar_ok = False
-            return []  # per-file SFTP takes over; the .fa-tar names never clash with finals
+            with contextlib.suppress(Exception), self._conn() as conn:
+                self._remove(conn, staging)
+            return []
         for item in items:
             tracker.add(0, 1, str(item.local))
         return items
 
     @staticmethod
-    def _tar_name(folder: str, item: PlannedFile) -> str:
-        directory, name = posixpath.split(item.relative)
-        return posixpath.join(folder, directory, f".{name}{TAR_SUFFIX}")
+    def _move_script(folder: str, staging: str, items: list[PlannedFile]) -> bytes:
+        """One ``mv -t`` per destination folder (500 names a line), then clean up."""
+        by_dir: dict[str, list[str]] = {}
+        for item in items:
+            by_dir.setdefault(posixpath.dirname(item.relative), []).append(item.relative)
+        lines = ["set -e", f"cd {shlex.quote(folder)}"]
+        for directory, names in sorted(by_dir.items()):
+            target = shlex.quote(directory or ".")
+            lines.append(f"mkdir -p -- {target}")
+            for i in range(0, len(names), 500):
+                sources = " ".join(
+                    shlex.quote(posixpath.join(staging, n)) for n in names[i : i + 500]
+                )
+                lines.append(f"mv -f -t {target} -- {sources}")
+        lines.append(f"rm -rf -- {shlex.quote(staging)}")
+        return ("\n".join(lines) + "\n").encode()
 
     # -- download ----------------------------------------------------------------------
 
@@ -604,7 +621,7 @@ class _FileUpload:
             try:
                 with (
                     self.owner._conn() as conn,
-                    conn.sftp.open(self.part, "r+b") as remote,
+                    conn.sftp.open(self.part, "r+b", bufsize=0) as remote,
                     open(self.item.local, "rb") as local,
                 ):
                     remote.set_pipelined(True)
@@ -666,17 +683,24 @@ def _state_dir() -> Path:
 
 
 class _ChannelWriter:
-    """A minimal file-like writer over an SSH channel, for tarfile's stream mode."""
+    """A buffered, file-like writer over an SSH channel, for tarfile's stream mode
+    (tarfile writes 512-byte headers; one SSH packet each would be slow)."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, size: int = 1 << 20) -> None:
         self.channel = channel
+        self.size = size
+        self.buffer = bytearray()
 
     def write(self, data: bytes) -> int:
-        self.channel.sendall(data)
+        self.buffer += data
+        if len(self.buffer) >= self.size:
+            self.flush()
         return len(data)
 
     def flush(self) -> None:
-        pass
+        if self.buffer:
+            self.channel.sendall(bytes(self.buffer))
+            self.buffer.clear()
 
 
 class _Counting:
