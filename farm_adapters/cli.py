@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -418,8 +417,10 @@ def submit(
                 ) from None
             raise
         backend = obj.backend(target)
-        progress_cb = None if as_json else _transfer_progress()
-        result = submit_request(backend, request, dry_run=dry_run, progress=progress_cb)
+        with _transfer_progress(enabled=not as_json and bool(request.files)) as progress_cb:
+            result = submit_request(backend, request, dry_run=dry_run, progress=progress_cb)
+        if backend.last_transfer is not None and not as_json:
+            _console(stderr=True).print(f"files: {backend.last_transfer.summary}")
         if isinstance(result, DryRun):
             _dump(
                 {
@@ -457,24 +458,40 @@ def submit(
             sys.exit(EXIT_FAILED)
 
 
-def _transfer_progress() -> Callable[[Any], None] | None:
-    if not sys.stderr.isatty():
-        return None
-    state: dict[str, float] = {"last": 0.0}
+@contextmanager
+def _transfer_progress(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
+    """Two rich progress bars (bytes, files) while render files are copied."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
-    def show(p: Any) -> None:
-        now = time.monotonic()
-        if now - state["last"] < 0.1 and p.files_done < p.files_total:
-            return
-        state["last"] = now
-        click.echo(
-            f"\rcopying {p.files_done}/{p.files_total} files, "
-            f"{p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB",
-            err=True,
-            nl=p.files_done >= p.files_total,
-        )
+    with Progress(
+        TextColumn("[bold]copying"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[files]}"),
+        console=_console(stderr=True),
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("copying", total=None, files="")
 
-    return show
+        def show(p: Any) -> None:
+            progress.update(
+                bar,
+                completed=p.bytes_done,
+                total=p.bytes_total,
+                files=f"{p.files_done}/{p.files_total} files",
+            )
+
+        yield show
 
 
 def _wait_with_progress(obj: Context, backend: Any, job: Job) -> Job:
@@ -628,13 +645,16 @@ def logs(obj: Context, job_id: str, target: str | None, follow: bool, offset: in
 
     with handle_errors(obj.debug):
         backend = obj.backend_for_job(job_id, target)
+        # Render-node paths are shown as this workstation's (the target's path_mappings).
+        mapper = backend.path_mapper
+        show = mapper.text_to_local if mapper else (lambda text: text)
         if follow:
             for text in follow_log(backend, job_id, offset=offset):
-                click.echo(text, nl=False)
+                click.echo(show(text), nl=False)
             return
         while True:
             chunk = backend.get_render_log(job_id, offset)
-            click.echo(chunk.text, nl=False)
+            click.echo(show(chunk.text), nl=False)
             if chunk.next_offset == offset or not chunk.text:
                 break
             offset = chunk.next_offset

@@ -30,6 +30,8 @@ import queue
 import shlex
 import socket
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -88,6 +90,7 @@ class SftpTransfer:
         connections: int = 2,
         root: str | None = None,
         use_tar: bool = True,
+        processes: bool | None = None,
         timeout: float = 30.0,
     ) -> None:
         import getpass
@@ -105,6 +108,13 @@ class SftpTransfer:
         self.connections = connections
         self.root = root
         self.use_tar = use_tar
+        # Worker processes for big files: each connection encrypts on its own core.
+        # Off where sys.executable is not a plain Python (inside some DCCs).
+        self.processes = (
+            os.path.basename(sys.executable).startswith("python")
+            if processes is None
+            else processes
+        )
         self.timeout = timeout
         self._idle: queue.LifoQueue[_Conn] = queue.LifoQueue()
         self._lock = threading.Lock()
@@ -400,10 +410,16 @@ class SftpTransfer:
                 self._mkdirs(conn, posixpath.dirname(remote_join(folder, item.relative)))
         uploads = [_FileUpload(self, item, remote_join(folder, item.relative)) for item in items]
         work: queue.Queue[tuple[_FileUpload, int]] = queue.Queue()
+        big: list[_FileUpload] = []
         for upload in uploads:
             upload.start(tracker)
+            if self.processes and self.connections > 1 and len(upload.missing) > 1:
+                big.append(upload)
+                continue
             for piece in upload.missing:
                 work.put((upload, piece))
+        if big:
+            self._send_in_processes(big, tracker)
         errors: list[BaseException] = []
 
         def worker() -> None:
@@ -435,6 +451,77 @@ class SftpTransfer:
             for upload in uploads:
                 upload.finish(conn, verify)
                 tracker.add(0, 1, str(upload.item.local))
+
+    def _send_in_processes(self, uploads: list[_FileUpload], tracker: ProgressTracker) -> None:
+        """The missing pieces of big files, spread over ``connections`` worker
+        processes (see :mod:`._sftp_worker`)."""
+        pairs = [(u, p) for u in uploads for p in u.missing]
+        groups = [pairs[i :: self.connections] for i in range(self.connections)]
+        connection = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "key_file": self.key_file,
+            "password": self.password,
+            "known_hosts": self.known_hosts,
+            "use_agent": self.use_agent,
+            "connections": 1,
+            "root": self.root,
+            "use_tar": False,
+            "processes": False,
+            "timeout": self.timeout,
+        }
+        procs = []
+        for group in filter(None, groups):
+            files = sorted({id(u): u for u, _ in group}.values(), key=uploads.index)
+            job = {
+                "connection": connection,
+                "piece_size": PIECE,
+                "files": [
+                    {
+                        "part": u.part,
+                        "local": str(u.item.local),
+                        "size": u.item.size,
+                        "pieces": [p for v, p in group if v is u],
+                    }
+                    for u in files
+                ],
+            }
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "farm_adapters.transfer._sftp_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(job))  # the password travels here, never in argv
+            proc.stdin.close()
+            procs.append((proc, files))
+        failures: list[str] = []
+
+        def follow(proc: subprocess.Popen[str], files: list[_FileUpload]) -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("+"):
+                    tracker.add(int(line[1:]))
+                elif line.startswith("done "):
+                    index, piece = map(int, line.split()[1:3])
+                    files[index].mark_done(piece)
+                elif line.startswith("error "):
+                    failures.append(line[6:].strip())
+            if proc.wait() != 0 and not failures:
+                failures.append(f"a worker exited with status {proc.returncode}")
+
+        readers = [threading.Thread(target=follow, args=pf, daemon=True) for pf in procs]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+        if failures:
+            raise TransferError(
+                f"storage {self.where}: sending {uploads[0].item.local} failed "
+                f"({failures[0]}); run the upload again to resume it"
+            )
 
     def _verify(self, conn: _Conn, item: PlannedFile, dest: str) -> None:
         if self._remote_sha256(conn, dest) != sha256_file(item.local):
@@ -647,6 +734,10 @@ class _FileUpload:
                         f"storage {self.owner.where}: the connection dropped while sending "
                         f"{self.item.local} ({exc}); run the upload again to resume it"
                     ) from exc
+        self.mark_done(piece)
+
+    def mark_done(self, piece: int) -> None:
+        """Remember a piece as written (its handle closed: every write acknowledged)."""
         with self._lock:
             self.done.add(piece)
             self.state_file.write_text(json.dumps({"done": sorted(self.done)}))

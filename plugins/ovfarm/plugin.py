@@ -256,9 +256,10 @@ class OmniverseFarmPlugin(FarmPlugin):
         copied = self.storage_copy(paths, folder, progress)
         if copied is not None:
             return copied
-        from farm_adapters.transfer.local import copy_into
+        from farm_adapters.transfer.local import LocalTransfer
 
-        return copy_into(paths, folder, progress)
+        self.last_transfer = LocalTransfer().upload(paths, folder, progress)
+        return list(self.last_transfer.remote_paths)
 
     # -- stage 3: submit ---------------------------------------------------------------
 
