@@ -273,7 +273,7 @@ def targets(obj: Context, run_check: bool, as_json: bool) -> None:
 def _check_target(obj: Context, name: str) -> tuple[bool, str]:
     try:
         backend = obj.backend(name)
-        results = backend.check()
+        results = backend.check() + backend.check_storage()
     except FarmAdapterError as exc:
         return False, str(exc)
     bad = [r for r in results if not r.ok]
@@ -290,7 +290,7 @@ def check(obj: Context, target: str | None, as_json: bool) -> None:
     """Run a target's self-test: reachability, authentication, storage."""
     with handle_errors(obj.debug):
         backend = obj.backend(target)
-        results = backend.check()
+        results = backend.check() + backend.check_storage()
         if as_json:
             _dump({"target": backend.target, "results": [r.model_dump() for r in results]})
         else:

@@ -222,6 +222,20 @@ class FarmPlugin(ABC):
         self.storage.makedirs(folder)
         return folder
 
+    def check_storage(self) -> list[CheckResult]:
+        """The target storage's part of a self-test (nothing without one)."""
+        if self.storage is None:
+            return []
+        from .errors import FarmAdapterError
+
+        try:
+            self.storage.makedirs(self.storage_root or "/")
+            return [
+                CheckResult(name="storage", ok=True, detail=f"{self.storage_root} is reachable")
+            ]
+        except FarmAdapterError as exc:
+            return [CheckResult(name="storage", ok=False, detail=str(exc))]
+
     def storage_copy(
         self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
     ) -> list[str] | None:
