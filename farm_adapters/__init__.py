@@ -42,7 +42,7 @@ from .models import (
     derive_job_state,
     parse_request,
 )
-from .plugin import Availability, Capability, FarmPlugin, TransferProgress
+from .plugin import Availability, Capability, FarmPlugin, TransferProgress, requires
 from .submit import DryRun, follow_log, submit, wait
 
 __version__ = "0.1.0"
@@ -90,6 +90,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "parse_request",
+    "requires",
     "submit",
     "wait",
 ]

@@ -18,14 +18,18 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import APIError, AuthenticationError, BackendUnavailableError
+from .plugin import Availability, FarmPlugin, requires
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpSession", "OutcomeUnknownError", "excerpt"]
+__all__ = ["HttpFarmPlugin", "HttpSession", "HttpSettings", "OutcomeUnknownError", "excerpt"]
 
 USER_AGENT = "farm-adapters/0.1"
 #: Statuses worth retrying for an idempotent request.
@@ -190,3 +194,75 @@ class HttpSession:
                 status=response.status_code,
                 body=excerpt(response.text),
             ) from exc
+
+
+class HttpSettings(BaseModel):
+    """Settings every HTTP backend shares; a backend's settings model extends it."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    url: str = Field(description="the farm's base URL, http:// or https://")
+    verify: bool | str = Field(default=True, description="TLS verification, or a CA bundle")
+    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
+    retries: int = Field(default=4, ge=0, le=10, description="retries of idempotent requests")
+    log_dir: str | None = Field(default=None, description="local mirror of render logs")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class HttpFarmPlugin(FarmPlugin):
+    """Base of backends that talk to a farm over HTTP: one :class:`HttpSession` per
+    instance, made on first use from the :class:`HttpSettings` fields."""
+
+    settings_model: ClassVar[type[BaseModel]] = HttpSettings
+
+    def __init__(self, settings: Any = None, *, target: str | None = None) -> None:
+        super().__init__(settings, target=target)
+        self._lock = threading.RLock()
+        self._sessions: list[HttpSession] = []
+        self._session: HttpSession | None = None
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return requires("httpx")()
+
+    def new_session(self, base_url: str, *, retries: int | None = None) -> HttpSession:
+        """Another session with this target's TLS and timeout settings (closed by
+        :meth:`close`)."""
+        s: HttpSettings = self.settings  # type: ignore[assignment]
+        session = HttpSession(
+            base_url,
+            name=self.target,
+            verify=s.verify,
+            timeout=s.timeout,
+            retries=s.retries if retries is None else retries,
+        )
+        with self._lock:
+            self._sessions.append(session)
+        return session
+
+    @property
+    def http(self) -> HttpSession:
+        with self._lock:
+            if self._session is None:
+                self._session = self.new_session(self.settings.url)  # type: ignore[attr-defined]
+            return self._session
+
+    def log_folder(self) -> Path:
+        """Where render logs are mirrored: ``log_dir``, else the user data directory."""
+        from ._paths import data_dir
+
+        s: HttpSettings = self.settings  # type: ignore[assignment]
+        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in self.target)
+        return Path(s.log_dir) if s.log_dir else data_dir() / self.name / safe
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions, self._session = self._sessions, [], None
+        for session in sessions:
+            session.close()

@@ -20,9 +20,10 @@ studio plug-in takes over its backend name.
 
 from __future__ import annotations
 
+import importlib
 import os
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,23 @@ BLOCK_ENV = "FARM_ADAPTERS_BLOCK"
 
 
 class BackendInfo:
-    """One backend as the manager sees it: where it came from and whether it works."""
+    """One backend as the manager sees it: where it came from and whether it works.
 
-    __slots__ = ("_availability", "cls", "error", "name", "origin")
+    A backend registered by reference (``"package.module:Class"``) is imported on the
+    first use of :attr:`cls`; its availability comes from the function registered with
+    it, so listing backends imports none of them.
+    """
+
+    __slots__ = (
+        "_availability",
+        "_availability_fn",
+        "_cls",
+        "_display_name",
+        "_ref",
+        "error",
+        "name",
+        "origin",
+    )
 
     def __init__(
         self,
@@ -69,25 +84,58 @@ class BackendInfo:
         origin: str,
         cls: type[FarmPlugin] | None = None,
         error: PluginError | None = None,
+        *,
+        ref: str | None = None,
+        availability: Callable[[], Availability] | None = None,
+        display_name: str = "",
     ) -> None:
         self.name = name
         self.origin = origin
-        self.cls = cls
+        self._cls = cls
+        self._ref = ref
         self.error = error
         self._availability: Availability | None = None
+        self._availability_fn = availability
+        self._display_name = display_name
 
     def __repr__(self) -> str:
-        return f"BackendInfo(name={self.name!r}, origin={self.origin!r}, cls={self.cls!r})"
+        return f"BackendInfo(name={self.name!r}, origin={self.origin!r}, cls={self._cls!r})"
+
+    @property
+    def cls(self) -> type[FarmPlugin] | None:
+        """The backend class (imported now if it was registered by reference)."""
+        if self._cls is None and self._ref is not None and self.error is None:
+            try:
+                module_name, _, attr = self._ref.partition(":")
+                module = importlib.import_module(module_name)
+                cls = getattr(module, attr)
+                if not (isinstance(cls, type) and issubclass(cls, FarmPlugin)):
+                    raise TypeError(f"{self._ref} is not a farm_adapters.FarmPlugin subclass")
+                self._cls = cls
+            except Exception as exc:
+                details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                error = PluginLoadError(
+                    f"cannot load backend {self.name!r} ({self._ref}) from {self.origin}: "
+                    f"{type(exc).__name__}: {exc}",
+                    origin=self.origin,
+                    details=details,
+                )
+                error.__cause__ = exc
+                self.error = error
+        return self._cls
 
     @property
     def availability(self) -> Availability:
         """Computed once, on first use (it may probe for optional dependencies)."""
         if self._availability is None:
-            if self.error is not None or self.cls is None:
+            probe = self._availability_fn
+            if probe is None and self.cls is not None:
+                probe = self.cls.availability
+            if self.error is not None or probe is None:
                 self._availability = Availability(False, str(self.error))
             else:
                 try:
-                    self._availability = self.cls.availability()
+                    self._availability = probe()
                 except Exception as exc:  # a plug-in's own bug must not break listing
                     self._availability = Availability(
                         False, f"availability() raised {type(exc).__name__}: {exc}"
@@ -104,7 +152,9 @@ class BackendInfo:
 
     @property
     def display_name(self) -> str:
-        return (self.cls.display_name if self.cls else "") or self.name
+        if self._display_name:
+            return self._display_name
+        return (self._cls.display_name if self._cls else "") or self.name
 
 
 class FarmPluginManager:
@@ -223,8 +273,17 @@ class FarmPluginManager:
         for impl in self.pm.hook.farm_adapters_register_backends.get_hookimpls():
             origin = self._origins.get(impl.plugin_name, impl.plugin_name)
 
-            def register(cls: Any, name: str | None = None, _origin: str = origin) -> None:
-                self._add_backend(cls, name, _origin)
+            def register(
+                cls: Any,
+                name: str | None = None,
+                *,
+                availability: Callable[[], Availability] | None = None,
+                display_name: str = "",
+                _origin: str = origin,
+            ) -> None:
+                self._add_backend(
+                    cls, name, _origin, availability=availability, display_name=display_name
+                )
 
             try:
                 impl.function(register=register)
@@ -233,7 +292,32 @@ class FarmPluginManager:
         for name, cls, origin in self._registry:
             self._add_backend(cls, name, origin)
 
-    def _add_backend(self, cls: Any, name: str | None, origin: str) -> None:
+    def _add_backend(
+        self,
+        cls: Any,
+        name: str | None,
+        origin: str,
+        *,
+        availability: Callable[[], Availability] | None = None,
+        display_name: str = "",
+    ) -> None:
+        if isinstance(cls, str):  # "package.module:Class", imported on first use
+            if ":" not in cls or not name:
+                exc = TypeError(
+                    f"register({cls!r}) needs the form 'package.module:Class' and a name="
+                )
+                self._record_load_error(f"{origin} registered {cls!r}", origin, exc)
+                return
+            self._store(
+                BackendInfo(
+                    name=name,
+                    origin=origin,
+                    ref=cls,
+                    availability=availability,
+                    display_name=display_name,
+                )
+            )
+            return
         if not (isinstance(cls, type) and issubclass(cls, FarmPlugin)):
             exc = TypeError(f"{cls!r} is not a farm_adapters.FarmPlugin subclass")
             self._record_load_error(f"{origin} registered {cls!r}", origin, exc)
@@ -243,11 +327,23 @@ class FarmPluginManager:
             exc = TypeError(f"{cls.__qualname__} has no `name`")
             self._record_load_error(f"{origin} registered a backend without a name", origin, exc)
             return
+        self._store(
+            BackendInfo(
+                name=name,
+                origin=origin,
+                cls=cls,
+                availability=availability,
+                display_name=display_name,
+            )
+        )
+
+    def _store(self, info: BackendInfo) -> None:
+        name, origin = info.name, info.origin
         existing = self._backends.get(name)
         if existing is None:
-            self._backends[name] = BackendInfo(name=name, origin=origin, cls=cls)
+            self._backends[name] = info
             return
-        if existing.cls is cls and existing.origin == origin:
+        if existing.origin == origin and (existing._ref, existing._cls) == (info._ref, info._cls):
             return
         origins = [
             *(
@@ -302,10 +398,11 @@ class FarmPluginManager:
             raise BackendNotFoundError(
                 f"no backend named {name!r} (known: {known}){hint}"
             ) from cause
+        cls = info.cls  # imports a backend registered by reference
         if info.error is not None:
             raise info.error
-        assert info.cls is not None
-        return info.cls
+        assert cls is not None
+        return cls
 
     def create_backend(
         self, name: str, settings: Mapping[str, Any] | None = None, *, target: str | None = None

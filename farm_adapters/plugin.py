@@ -22,8 +22,10 @@ grey out the rest, as Katana does for unimplemented methods.
 from __future__ import annotations
 
 import enum
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple
 
@@ -47,6 +49,7 @@ __all__ = [
     "NoSettings",
     "ProgressCallback",
     "TransferProgress",
+    "requires",
 ]
 
 
@@ -79,6 +82,22 @@ class Availability(NamedTuple):
 
     available: bool
     reason: str = ""
+
+
+def requires(*modules: str, install: str = "") -> Callable[[], Availability]:
+    """An availability check for a backend that needs ``modules``: it finds them without
+    importing them, so listing backends stays fast. ``install`` is the fix to show."""
+
+    def check() -> Availability:
+        import importlib.util
+
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            fix = install or f"pip install {' '.join(missing)}"
+            return Availability(False, f"needs {', '.join(missing)}: {fix}")
+        return Availability(True)
+
+    return check
 
 
 class TransferProgress(NamedTuple):
@@ -221,6 +240,36 @@ class FarmPlugin(ABC):
         folder = f"{self.storage_root.rstrip('/')}/{render_context}"
         self.storage.makedirs(folder)
         return folder
+
+    def make_temporary_folder(
+        self, render_context: str, default_root: str | os.PathLike[str]
+    ) -> str:
+        """The folder for ``render_context``: on the target's storage when it has one,
+        else ``<default_root>/<render_context>`` on this machine's (shared) filesystem."""
+        remote = self.storage_folder(render_context)
+        if remote is not None:
+            return remote
+        folder = Path(default_root) / render_context
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from .errors import TransferError
+
+            raise TransferError(f"cannot create temporary folder {folder}: {exc}") from exc
+        return str(folder)
+
+    def copy_files(
+        self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
+    ) -> list[str]:
+        """Copy through the target's storage when it has one, else on this machine's
+        (shared) filesystem; the report is kept in :attr:`last_transfer`."""
+        copied = self.storage_copy(paths, folder, progress)
+        if copied is not None:
+            return copied
+        from .transfer.local import LocalTransfer
+
+        self.last_transfer = LocalTransfer().upload(paths, folder, progress)
+        return list(self.last_transfer.remote_paths)
 
     def check_storage(self) -> list[CheckResult]:
         """The target storage's part of a self-test (nothing without one)."""

@@ -86,6 +86,7 @@ def test_public_api_is_pinned() -> None:
         "get_plugin_manager",
         "hookimpl",
         "parse_request",
+        "requires",
         "submit",
         "wait",
     }

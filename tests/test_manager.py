@@ -197,3 +197,42 @@ def test_entry_points_of_other_distributions(
 def test_each_manager_is_fresh() -> None:
     a, b = get_plugin_manager(), get_plugin_manager()
     assert a is not b and a.pm is not b.pm
+
+
+def test_listing_does_not_import_backends_registered_by_reference() -> None:
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, farm_adapters\n"
+        "m = farm_adapters.get_plugin_manager()\n"
+        "print([b.available for b in m.list_backends()])\n"
+        "print(sorted(k for k in sys.modules if k.startswith('farm_adapters.plugins.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "[True, True, True]"
+    assert not [m for m in ast.literal_eval(out[1]) if m.endswith(".plugin")]
+
+
+def test_a_broken_reference_fails_on_use_with_its_origin(tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    path = write_plugin(
+        res,
+        "lazy.py",
+        (
+            "from farm_adapters import hookimpl, Availability\n\n@hookimpl\n"
+            "def farm_adapters_register_backends(register):\n"
+            "    register('no_such_module_xyz:Plugin', name='lazy_farm',\n"
+            "             availability=lambda: Availability(True))\n"
+            "    register('no_colon', name='bad_ref')\n"
+        ),
+    )
+    manager = get_plugin_manager(resources=[res])
+    assert "lazy_farm" in names(manager)  # listed without importing it
+    assert "needs the form 'package.module:Class'" in str(manager.errors[0])
+    with pytest.raises(PluginLoadError, match="no_such_module_xyz") as info:
+        manager.get_backend_class("lazy_farm")
+    assert info.value.origin == str(path)

@@ -35,7 +35,7 @@ from farm_adapters import (
     LogChunk,
 )
 from farm_adapters._paths import data_dir
-from farm_adapters.errors import BackendUnavailableError, SubmitError, TransferError
+from farm_adapters.errors import BackendUnavailableError, SubmitError
 from farm_adapters.logfile import read_chunk
 from farm_adapters.plugin import ProgressCallback
 
@@ -119,26 +119,12 @@ class LocalPlugin(FarmPlugin):
     # -- stage 1: files ----------------------------------------------------------------
 
     def create_temporary_folder(self, render_context: str) -> str:
-        remote = self.storage_folder(render_context)  # the target's storage, if any
-        if remote is not None:
-            return remote
-        folder = self.folders / render_context
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TransferError(f"cannot create temporary folder {folder}: {exc}") from exc
-        return str(folder)
+        return self.make_temporary_folder(render_context, self.folders)
 
     def copy_render_files(
         self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
     ) -> list[str]:
-        copied = self.storage_copy(paths, folder, progress)
-        if copied is not None:
-            return copied
-        from farm_adapters.transfer.local import LocalTransfer
-
-        self.last_transfer = LocalTransfer().upload(paths, folder, progress)
-        return list(self.last_transfer.remote_paths)
+        return self.copy_files(paths, folder, progress)
 
     # -- stage 2: environment ----------------------------------------------------------
 

@@ -11,20 +11,16 @@ are filled from the request's command line.
 from __future__ import annotations
 
 import getpass
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from farm_adapters import (
-    Availability,
     CheckResult,
-    FarmPlugin,
     InvalidRequestError,
     Job,
     JobNotFoundError,
@@ -36,6 +32,7 @@ from farm_adapters import (
 )
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import APIError, ConfigurationError, FarmAdapterError
+from farm_adapters.http import HttpFarmPlugin, HttpSettings
 from farm_adapters.logfile import LogMirror, LogSource, read_chunk
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
@@ -50,12 +47,9 @@ LIST_FIELDS = ("metadata", "task_details", "labels")
 META = "farm_adapters"
 
 
-class OmniverseFarmSettings(BaseModel):
-    """Settings of an ``ovfarm`` target."""
+class OmniverseFarmSettings(HttpSettings):
+    """Settings of an ``ovfarm`` target (plus url, verify, timeout, retries, log_dir)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    url: str = Field(description="the Farm queue, e.g. http://farm.example:8222")
     api_key: SecretStr | None = Field(
         default=None, description="X-API-KEY for jobs/save and jobs/remove (a secret reference)"
     )
@@ -70,27 +64,16 @@ class OmniverseFarmSettings(BaseModel):
         default=None,
         description="temporary folders: a path both this machine and the agents reach",
     )
-    verify: bool | str = Field(default=True, description="TLS verification, or a CA bundle")
-    timeout: float = Field(default=30.0, gt=0)
-    retries: int = Field(default=4, ge=0, le=10)
     propagation_timeout: float = Field(
         default=90.0, ge=0, description="seconds to wait for a saved definition to load"
     )
-    log_dir: str | None = Field(default=None, description="local mirror of render logs")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return value.rstrip("/")
 
 
 def _utc(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
 
 
-class OmniverseFarmPlugin(FarmPlugin):
+class OmniverseFarmPlugin(HttpFarmPlugin):
     """Submits to an Omniverse Farm queue. Thread-safe."""
 
     name = "ovfarm"
@@ -102,41 +85,9 @@ class OmniverseFarmPlugin(FarmPlugin):
         s: OmniverseFarmSettings = self.settings  # type: ignore[assignment]
         self.s = s
         self.user = s.user or getpass.getuser()
-        self._session: Any = None
-        self._lock = threading.Lock()
         self._definition: dict[str, Any] | None = None
         self._archived: dict[str, str] = {}
-        safe_target = "".join(c if c.isalnum() or c in "-." else "_" for c in self.target)
-        self.log_dir = Path(s.log_dir) if s.log_dir else data_dir() / "ovfarm" / safe_target
-
-    @classmethod
-    def availability(cls) -> Availability:
-        import importlib.util
-
-        if importlib.util.find_spec("httpx") is None:
-            return Availability(False, "needs httpx: pip install httpx")
-        return Availability(True)
-
-    # -- HTTP --------------------------------------------------------------------------
-
-    @property
-    def http(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                from farm_adapters.http import HttpSession
-
-                self._session = HttpSession(
-                    self.s.url,
-                    name=self.target,
-                    verify=self.s.verify,
-                    timeout=self.s.timeout,
-                    retries=self.s.retries,
-                )
-            return self._session
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        self.log_dir = self.log_folder()
 
     def _key_headers(self) -> dict[str, str]:
         if self.s.api_key is None:
@@ -239,27 +190,13 @@ class OmniverseFarmPlugin(FarmPlugin):
     # -- stage 1: files ----------------------------------------------------------------
 
     def create_temporary_folder(self, render_context: str) -> str:
-        remote = self.storage_folder(render_context)  # the target's storage, if any
-        if remote is not None:
-            return remote
-        root = Path(self.s.folders) if self.s.folders else data_dir() / "ovfarm-folders"
-        folder = root / render_context
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TransferError(f"cannot create temporary folder {folder}: {exc}") from exc
-        return str(folder)
+        root = self.s.folders or data_dir() / "ovfarm-folders"
+        return self.make_temporary_folder(render_context, root)
 
     def copy_render_files(
         self, paths: Sequence[str], folder: str, progress: ProgressCallback | None = None
     ) -> list[str]:
-        copied = self.storage_copy(paths, folder, progress)
-        if copied is not None:
-            return copied
-        from farm_adapters.transfer.local import LocalTransfer
-
-        self.last_transfer = LocalTransfer().upload(paths, folder, progress)
-        return list(self.last_transfer.remote_paths)
+        return self.copy_files(paths, folder, progress)
 
     # -- stage 3: submit ---------------------------------------------------------------
 

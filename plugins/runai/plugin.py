@@ -13,7 +13,6 @@ import base64
 import json
 import re
 import shlex
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,9 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from farm_adapters import (
-    Availability,
     CheckResult,
-    FarmPlugin,
     InvalidRequestError,
     Job,
     JobNotFoundError,
@@ -36,7 +33,6 @@ from farm_adapters import (
     SubmitError,
     TransferError,
 )
-from farm_adapters._paths import data_dir
 from farm_adapters.errors import (
     APIError,
     AuthenticationError,
@@ -44,6 +40,7 @@ from farm_adapters.errors import (
     ConfigurationError,
     FarmAdapterError,
 )
+from farm_adapters.http import HttpFarmPlugin, HttpSettings
 from farm_adapters.logfile import LogMirror, LogSource, read_chunk
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
@@ -81,12 +78,9 @@ class VolumeSettings(BaseModel):
         return value.rstrip("/") or "/"
 
 
-class RunAISettings(BaseModel):
-    """Settings of a ``runai`` target."""
+class RunAISettings(HttpSettings):
+    """Settings of a ``runai`` target (plus url, verify, timeout, retries, log_dir)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    url: str = Field(description="the control plane, e.g. https://tenant.run.ai")
     client_id: SecretStr = Field(description="service account / application id (reference)")
     client_secret: SecretStr = Field(description="its secret (a secret reference)")
     grant: Literal["client_credentials", "app_token"] = "client_credentials"
@@ -95,17 +89,6 @@ class RunAISettings(BaseModel):
     image: str = Field(description="container image with the renderer")
     volume: VolumeSettings | None = None
     name_prefix: str = Field(default="fa", pattern=r"^[a-z][a-z0-9]{0,7}$")
-    verify: bool | str = True
-    timeout: float = Field(default=30.0, gt=0)
-    retries: int = Field(default=4, ge=0, le=10)
-    log_dir: str | None = Field(default=None, description="local mirror of render logs")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return value.rstrip("/")
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -127,7 +110,7 @@ def jwt_expiry(token: str) -> float | None:
         return None
 
 
-class RunAIPlugin(FarmPlugin):
+class RunAIPlugin(HttpFarmPlugin):
     """Submits trainings to Run:ai. Thread-safe."""
 
     name = "runai"
@@ -138,46 +121,14 @@ class RunAIPlugin(FarmPlugin):
         super().__init__(settings, target=target)
         s: RunAISettings = self.settings  # type: ignore[assignment]
         self.s = s
-        self._lock = threading.RLock()
-        self._session: Any = None
         self._cluster_session: Any = None
         self._token: str | None = None
         self._token_expiry = 0.0
         self._ids: tuple[str, str, str] | None = None  # project id, cluster id, project name
-        self._domain: str | None = None
         self._cluster_ok: tuple[float, bool] = (0.0, False)
-        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in self.target)
-        self.log_dir = Path(s.log_dir) if s.log_dir else data_dir() / "runai" / safe
-
-    @classmethod
-    def availability(cls) -> Availability:
-        import importlib.util
-
-        if importlib.util.find_spec("httpx") is None:
-            return Availability(False, "needs httpx: pip install httpx")
-        return Availability(True)
+        self.log_dir = self.log_folder()
 
     # -- HTTP and authentication -------------------------------------------------------
-
-    @property
-    def http(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                from farm_adapters.http import HttpSession
-
-                self._session = HttpSession(
-                    self.s.url,
-                    name=self.target,
-                    verify=self.s.verify,
-                    timeout=self.s.timeout,
-                    retries=self.s.retries,
-                )
-            return self._session
-
-    def close(self) -> None:
-        for session in (self._session, self._cluster_session):
-            if session is not None:
-                session.close()
 
     def _fetch_token(self) -> None:
         body: dict[str, str] = {"grantType": self.s.grant}
@@ -273,12 +224,8 @@ class RunAIPlugin(FarmPlugin):
         domain = next((c.get("domain") for c in clusters if c.get("uuid") == cluster_id), None)
         if not domain:
             return None
-        from farm_adapters.http import HttpSession
-
         with self._lock:
-            self._cluster_session = HttpSession(
-                domain, name=self.target, verify=self.s.verify, timeout=self.s.timeout, retries=1
-            )
+            self._cluster_session = self.new_session(domain, retries=1)
             return self._cluster_session
 
     def _cluster_reachable(self) -> bool:
