@@ -354,7 +354,8 @@ class SftpTransfer:
             pending = self._changed(conn, folder, plan, checksum)
         skipped = len(plan) - len(pending)
         if skipped:
-            tracker.add(sum(p.size for p in plan if p not in pending), skipped)
+            waiting = {id(p) for p in pending}
+            tracker.add(sum(p.size for p in plan if id(p) not in waiting), skipped)
         sent_by_tar: list[PlannedFile] = []
         if (
             self.use_tar
@@ -363,7 +364,8 @@ class SftpTransfer:
             and self._tar_available()
         ):
             sent_by_tar = self._send_tar(folder, pending, tracker)
-        rest = [p for p in pending if p not in sent_by_tar]
+        by_tar = {id(p) for p in sent_by_tar}
+        rest = [p for p in pending if id(p) not in by_tar]
         if rest:
             self._send_files(folder, rest, tracker, verify)
         if verify and sent_by_tar:
