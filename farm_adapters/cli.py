@@ -238,6 +238,8 @@ def targets(obj: Context, run_check: bool, as_json: bool) -> None:
                 "description": target.description,
                 "default": target.name == config.default_target,
                 "settings": target.public_settings(),
+                "storage": target.public_storage(),
+                "path_mappings": [m.model_dump(exclude_none=True) for m in target.path_mappings],
                 "source": str(target.source) if target.source else None,
             }
             if run_check:

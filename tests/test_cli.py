@@ -194,6 +194,9 @@ def vault_env(tmp_path: Path) -> dict[str, str]:
     config.write_text(
         '[targets.vault]\nbackend = "vault"\nurl = "https://vault.invalid:8222"\n'
         'api_key = { env = "VAULT_API_KEY" }\n'
+        'storage = { kind = "ftps", host = "127.0.0.1", port = 9, root = "/farm",'
+        ' password = { env = "VAULT_API_KEY" } }\n'
+        '[[targets.vault.path_mappings]]\nlocal = "/Volumes/proj"\nremote = "/mnt/proj"\n'
     )
     return {"FARM_ADAPTERS_RESOURCES": str(tmp_path / "res"), "FARM_ADAPTERS_CONFIG": str(config)}
 
@@ -234,6 +237,14 @@ def test_json_listings_parse_and_carry_no_secret(vault_env: dict[str, str]) -> N
     targets = json.loads(cli("targets", "--json", env=env).stdout)["targets"]
     vault = next(t for t in targets if t["name"] == "vault")
     assert vault["settings"]["api_key"] == {"env": "VAULT_API_KEY"}
+    assert vault["storage"] == {
+        "kind": "ftps",
+        "host": "127.0.0.1",
+        "port": 9,
+        "password": {"env": "VAULT_API_KEY"},
+        "root": "/farm",
+    }
+    assert vault["path_mappings"] == [{"local": "/Volumes/proj", "remote": "/mnt/proj"}]
     jobs = json.loads(cli("jobs", "--json", env=env).stdout)["jobs"]
     assert [j["id"] for j in jobs] == [submitted["id"]]
 
