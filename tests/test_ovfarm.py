@@ -440,3 +440,36 @@ def test_cli_unreachable_farm_exit_3(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_faults_on_control_and_definition_endpoints(
+    ovfarm_settings: dict[str, Any], ovfarm_emulator: Any, faults: Any
+) -> None:
+    # A fresh backend publishes (or re-checks) the runner through flaky jobs endpoints.
+    for path in ("/jobs/load", "/jobs/save", "/tasks/status"):
+        faults(path=path, phase="before", kind="error", status=503, count=2)
+    backend = get_plugin_manager().create_backend("ovfarm", ovfarm_settings)
+    assert all(r.ok for r in backend.check())
+    job = submit(backend, {"commands": [["sh", "-c", "sleep 60"]], "frames": "1-2"}, journal=False)
+    deadline = time.monotonic() + 30
+    while backend.get_job_state(job.id) is not JobState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    faults(path="/tasks/cancel", phase="before", kind="error", status=502, count=2)
+    backend.stop_job(job.id)
+    assert wait(backend, job.id, timeout=60, poll_interval=0.1).state is JobState.STOPPED
+    faults(path="/tasks/retry", phase="before", kind="error", status=503, count=2)
+    backend.restart_job(job.id)
+    assert len(tasks_of(ovfarm_emulator, job.id)) == 2  # retried in place, never resubmitted
+    backend.stop_job(job.id)
+    wait(backend, job.id, timeout=60, poll_interval=0.1)
+    # A cancel the farm keeps refusing is a clear error, not an httpx exception.
+    job2 = submit(backend, {"commands": [["sleep", "60"]]}, journal=False)
+    faults(path="/tasks/cancel", phase="before", kind="error", status=503, count=-1)
+    from farm_adapters.errors import APIError
+
+    with pytest.raises(APIError, match="HTTP 503"):
+        backend.stop_job(job2.id)
+    faults_client = httpx.Client(base_url=ovfarm_emulator.url)
+    faults_client.delete("/_emulator/faults")
+    backend.stop_job(job2.id)
