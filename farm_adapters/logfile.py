@@ -7,7 +7,10 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .models import LogChunk
 
 __all__ = ["LOG_CHUNK_LIMIT", "LogMirror", "LogSource", "complete_utf8", "read_chunk"]
 
@@ -30,7 +33,12 @@ def complete_utf8(data: bytes) -> bytes:
 def read_chunk(path: Path, offset: int, limit: int = LOG_CHUNK_LIMIT) -> tuple[str, int, int]:
     """Text of ``path`` from byte ``offset`` (at most ``limit`` bytes, never splitting a
     character), the offset after it, and the file's size. A missing file reads as
-    empty. Raises OSError for other failures."""
+    empty. Raises InvalidRequestError for a negative offset, OSError for other
+    failures."""
+    if offset < 0:
+        from .errors import InvalidRequestError
+
+        raise InvalidRequestError("offset must be 0 or more", field="offset")
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -87,6 +95,25 @@ class LogMirror:
             tmp = self._state.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(state))
             os.replace(tmp, self._state)
+
+    def chunk(self, job_id: str, sources: Iterable[LogSource], offset: int) -> LogChunk:
+        """Sync, then the mirror's text from ``offset``, as a backend answers
+        ``get_render_log``; ``complete`` once every source is final and all is read."""
+        from .errors import TransferError
+        from .models import LogChunk
+
+        complete = self.sync(sources)
+        try:
+            text, next_offset, size = read_chunk(self.path, offset)
+        except OSError as exc:
+            raise TransferError(f"cannot read the local log mirror {self.path}: {exc}") from exc
+        return LogChunk(
+            job_id=job_id,
+            text=text,
+            offset=offset,
+            next_offset=next_offset,
+            complete=complete and next_offset >= size,
+        )
 
     def sync(self, sources: Iterable[LogSource]) -> bool:
         """Append what each source gained; True when every source is final and its

@@ -417,3 +417,10 @@ def test_check_reports_an_unwritable_root(tmp_path: Path) -> None:
     backend = get_plugin_manager().create_backend("local", {"root": str(root)})
     results = {r.name: r for r in backend.check()}
     assert not results["state database"].ok and "writable" in results["state database"].detail
+
+
+def test_negative_log_offset_is_an_invalid_request(local_backend: Any) -> None:
+    job = run(local_backend, commands=[["true"]])
+    with pytest.raises(InvalidRequestError) as info:
+        local_backend.get_render_log(job.id, -1)
+    assert info.value.field == "offset"

@@ -447,8 +447,6 @@ class LocalPlugin(FarmPlugin):
         return str(path) if path.exists() else None
 
     def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
-        if offset < 0:
-            raise InvalidRequestError("offset must be 0 or more", field="offset")
         job = self.get_job(job_id)
         with self._db() as conn:
             row = self._job_row(conn, job_id)

@@ -28,12 +28,11 @@ from farm_adapters import (
     JobState,
     LogChunk,
     SubmitError,
-    TransferError,
 )
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import APIError, ConfigurationError, FarmAdapterError
 from farm_adapters.http import HttpFarmPlugin, HttpSettings
-from farm_adapters.logfile import LogMirror, LogSource, read_chunk
+from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
 
@@ -443,27 +442,13 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         )
 
     def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
-        if offset < 0:
-            raise InvalidRequestError("offset must be 0 or more", field="offset")
         tasks = self._job_tasks(job_id)
         mirror = LogMirror(self.log_dir, job_id)
-        complete = mirror.sync(self._log_source(t) for t in tasks)
-        path = mirror.path
-        try:
-            text, next_offset, size = read_chunk(path, offset)
-        except OSError as exc:
-            raise TransferError(f"cannot read the local log mirror {path}: {exc}") from exc
-        return LogChunk(
-            job_id=job_id,
-            text=text,
-            offset=offset,
-            next_offset=next_offset,
-            complete=complete and next_offset >= size,
-        )
+        return mirror.chunk(job_id, (self._log_source(t) for t in tasks), offset)
 
     def get_render_log_filename(self, job_id: str) -> str | None:
         self._job_tasks(job_id)
-        path = self.log_dir / f"{job_id}.log"
+        path = LogMirror(self.log_dir, job_id).path
         return str(path) if path.exists() else None
 
     # -- control -----------------------------------------------------------------------

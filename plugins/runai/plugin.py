@@ -41,7 +41,7 @@ from farm_adapters.errors import (
     FarmAdapterError,
 )
 from farm_adapters.http import HttpFarmPlugin, HttpSettings
-from farm_adapters.logfile import LogMirror, LogSource, read_chunk
+from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
 
@@ -570,27 +570,15 @@ class RunAIPlugin(HttpFarmPlugin):
         )
 
     def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
-        if offset < 0:
-            raise InvalidRequestError("offset must be 0 or more", field="offset")
         tasks = self._job_tasks(job_id)
         _, _, project_name = self._resolve()
         mirror = LogMirror(self.log_dir, job_id)
-        complete = mirror.sync(self._log_source(tasks[i], project_name) for i in sorted(tasks))
-        try:
-            text, next_offset, size = read_chunk(mirror.path, offset)
-        except OSError as exc:
-            raise TransferError(f"cannot read the local log mirror {mirror.path}: {exc}") from exc
-        return LogChunk(
-            job_id=job_id,
-            text=text,
-            offset=offset,
-            next_offset=next_offset,
-            complete=complete and next_offset >= size,
-        )
+        sources = (self._log_source(tasks[i], project_name) for i in sorted(tasks))
+        return mirror.chunk(job_id, sources, offset)
 
     def get_render_log_filename(self, job_id: str) -> str | None:
         self._job_tasks(job_id)
-        path = self.log_dir / f"{job_id}.log"
+        path = LogMirror(self.log_dir, job_id).path
         return str(path) if path.exists() else None
 
     # -- control -----------------------------------------------------------------------
