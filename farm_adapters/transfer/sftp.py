@@ -348,6 +348,24 @@ class SftpTransfer:
     ) -> TransferReport:
         folder = check_inside(self.root, remote_folder)
         plan = plan_upload(paths)
+        workers: list[subprocess.Popen[str]] = []
+        if self.processes and self.connections > 1 and any(p.size > PIECE for p in plan):
+            workers = self._start_workers()
+        try:
+            return self._upload(paths, folder, plan, progress, checksum, verify, workers)
+        finally:
+            self._stop_workers(workers)
+
+    def _upload(
+        self,
+        paths: Sequence[str],
+        folder: str,
+        plan: list[PlannedFile],
+        progress: ProgressCallback | None,
+        checksum: bool,
+        verify: bool,
+        workers: list[subprocess.Popen[str]],
+    ) -> TransferReport:
         tracker = ProgressTracker(progress, sum(p.size for p in plan), len(plan))
         with self._conn() as conn:
             self._mkdirs(conn, folder)
@@ -367,7 +385,7 @@ class SftpTransfer:
         by_tar = {id(p) for p in sent_by_tar}
         rest = [p for p in pending if id(p) not in by_tar]
         if rest:
-            self._send_files(folder, rest, tracker, verify)
+            self._send_files(folder, rest, tracker, verify, workers)
         if verify and sent_by_tar:
             with self._conn() as conn:
                 for item in sent_by_tar:
@@ -404,7 +422,12 @@ class SftpTransfer:
         return changed
 
     def _send_files(
-        self, folder: str, items: list[PlannedFile], tracker: ProgressTracker, verify: bool
+        self,
+        folder: str,
+        items: list[PlannedFile],
+        tracker: ProgressTracker,
+        verify: bool,
+        workers: list[subprocess.Popen[str]],
     ) -> None:
         """Every piece of every file, shared out over the connections."""
         with self._conn() as conn:
@@ -415,13 +438,13 @@ class SftpTransfer:
         big: list[_FileUpload] = []
         for upload in uploads:
             upload.start(tracker)
-            if self.processes and self.connections > 1 and len(upload.missing) > 1:
+            if workers and len(upload.missing) > 1:
                 big.append(upload)
                 continue
             for piece in upload.missing:
                 work.put((upload, piece))
         if big:
-            self._send_in_processes(big, tracker)
+            self._send_in_processes(big, tracker, workers)
         errors: list[BaseException] = []
 
         def worker() -> None:
@@ -454,11 +477,9 @@ class SftpTransfer:
                 upload.finish(conn, verify)
                 tracker.add(0, 1, str(upload.item.local))
 
-    def _send_in_processes(self, uploads: list[_FileUpload], tracker: ProgressTracker) -> None:
-        """The missing pieces of big files, spread over ``connections`` worker
-        processes (see :mod:`._sftp_worker`)."""
-        pairs = [(u, p) for u in uploads for p in u.missing]
-        groups = [pairs[i :: self.connections] for i in range(self.connections)]
+    def _start_workers(self) -> list[subprocess.Popen[str]]:
+        """Worker processes (see :mod:`._sftp_worker`), given the connection at once so
+        they import and connect while this process plans the upload."""
         connection = {
             "host": self.host,
             "port": self.port,
@@ -473,22 +494,8 @@ class SftpTransfer:
             "processes": False,
             "timeout": self.timeout,
         }
-        procs = []
-        for group in filter(None, groups):
-            files = sorted({id(u): u for u, _ in group}.values(), key=uploads.index)
-            job = {
-                "connection": connection,
-                "piece_size": PIECE,
-                "files": [
-                    {
-                        "part": u.part,
-                        "local": str(u.item.local),
-                        "size": u.item.size,
-                        "pieces": [p for v, p in group if v is u],
-                    }
-                    for u in files
-                ],
-            }
+        workers = []
+        for _ in range(self.connections):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "farm_adapters.transfer._sftp_worker"],
                 stdin=subprocess.PIPE,
@@ -496,33 +503,103 @@ class SftpTransfer:
                 text=True,
             )
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(job))  # the password travels here, never in argv
-            proc.stdin.close()
-            procs.append((proc, files))
+            proc.stdin.write(json.dumps(connection) + "\n")  # a password stays off argv
+            proc.stdin.flush()
+            workers.append(proc)
+        return workers
+
+    @staticmethod
+    def _stop_workers(workers: list[subprocess.Popen[str]]) -> None:
+        for proc in workers:
+            if proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # no job: the worker exits
+        for proc in workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _send_in_processes(
+        self,
+        uploads: list[_FileUpload],
+        tracker: ProgressTracker,
+        workers: list[subprocess.Popen[str]],
+    ) -> None:
+        """The missing pieces of big files, handed out one at a time to the worker
+        processes as they finish; until the first worker is ready, this process's own
+        (already open) connection sends pieces too."""
+        work: queue.Queue[tuple[int, int]] = queue.Queue()
+        for index, upload in enumerate(uploads):
+            for piece in upload.missing:
+                work.put((index, piece))
+        ready = threading.Event()
         failures: list[str] = []
 
-        def follow(proc: subprocess.Popen[str], files: list[_FileUpload]) -> None:
+        def feed(proc: subprocess.Popen[str]) -> None:
+            assert proc.stdin is not None
+            try:
+                index, piece = work.get_nowait()
+            except queue.Empty:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+                return
+            upload = uploads[index]
+            job = {
+                "key": f"{index}:{piece}",
+                "piece": piece,
+                "piece_size": PIECE,
+                "file": {
+                    "part": upload.part,
+                    "local": str(upload.item.local),
+                    "size": upload.item.size,
+                },
+            }
+            try:
+                proc.stdin.write(json.dumps(job) + "\n")
+                proc.stdin.flush()
+            except OSError:
+                work.put((index, piece))  # it died: someone else sends this piece
+
+        def follow(proc: subprocess.Popen[str]) -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
                 if line.startswith("+"):
                     tracker.add(int(line[1:]))
                 elif line.startswith("done "):
-                    index, piece = map(int, line.split()[1:3])
-                    files[index].mark_done(piece)
+                    index, piece = map(int, line.split()[1].split(":"))
+                    uploads[index].mark_done(piece)
+                    feed(proc)
+                elif line == "ready\n":
+                    ready.set()
+                    feed(proc)
                 elif line.startswith("error "):
                     failures.append(line[6:].strip())
-            if proc.wait() != 0 and not failures:
-                failures.append(f"a worker exited with status {proc.returncode}")
+            proc.wait()
 
-        readers = [threading.Thread(target=follow, args=pf, daemon=True) for pf in procs]
+        readers = [threading.Thread(target=follow, args=(w,), daemon=True) for w in workers]
         for reader in readers:
             reader.start()
+        while not ready.is_set():  # workers still starting: use the warm connection
+            try:
+                index, piece = work.get_nowait()
+            except queue.Empty:
+                break
+            uploads[index].send_piece(piece, tracker)
         for reader in readers:
             reader.join()
-        if failures:
+        while True:  # pieces no worker could send (all of them failed to start)
+            try:
+                index, piece = work.get_nowait()
+            except queue.Empty:
+                break
+            uploads[index].send_piece(piece, tracker)
+        if any(u.missing_now() for u in uploads):
             raise TransferError(
                 f"storage {self.where}: sending {uploads[0].item.local} failed "
-                f"({failures[0]}); run the upload again to resume it"
+                f"({failures[0] if failures else 'a worker stopped'}); run the upload "
+                f"again to resume it"
             )
 
     def _verify(self, conn: _Conn, item: PlannedFile, dest: str) -> None:
@@ -737,6 +814,10 @@ class _FileUpload:
                         f"{self.item.local} ({exc}); run the upload again to resume it"
                     ) from exc
         self.mark_done(piece)
+
+    def missing_now(self) -> list[int]:
+        with self._lock:
+            return [p for p in range(self.pieces) if p not in self.done]
 
     def mark_done(self, piece: int) -> None:
         """Remember a piece as written (its handle closed: every write acknowledged)."""
