@@ -338,3 +338,29 @@ def test_ftps_refuses_bad_password_and_untrusted_certificates(ftps_server: Any) 
         _ftps(ftps_server, password="wrong").exists("/")
     with pytest.raises(TransferError, match="ca_file"):
         _ftps(ftps_server, ca_file=None).exists("/")
+
+
+def test_the_asyncssh_fallback_server_serves_the_same_contract(tmp_path: Path) -> None:
+    """Where no sshd is installed the storage tests run against asyncssh's server; this
+    keeps that path working even on machines that have sshd."""
+    pytest.importorskip("asyncssh", reason="asyncssh (test-only) is not installed")
+    from servers import AsyncSshServer
+
+    (tmp_path / "server").mkdir()
+    server = AsyncSshServer(tmp_path / "server").start()
+    try:
+        transfer = _transfer(server, server.known_hosts, root=str(tmp_path / "remote"))
+        paths = make_tree(tmp_path / "src")
+        dest = str(tmp_path / "remote" / "ctx")
+        assert transfer.upload(paths, dest).files_sent == 3
+        assert transfer.upload(paths, dest).files_sent == 0
+        many = tmp_path / "many"
+        many.mkdir()
+        for i in range(40):
+            (many / f"t{i}.bin").write_bytes(os.urandom(1000))
+        assert transfer.upload([str(many)], dest).files_sent == 40  # no exec: per-file SFTP
+        assert transfer._tar_ok is False
+        assert sha(Path(dest) / "many" / "t7.bin") == sha(many / "t7.bin")
+        transfer.close()
+    finally:
+        server.stop()
