@@ -172,7 +172,10 @@ def test_stop_kills_what_ignores_sigterm_after_the_grace_period(tmp_path: Path) 
     )
     job = run(backend, commands=[["sh", "-c", "trap '' TERM; echo ready; sleep 100; sleep 100"]])
     (pgid,) = running_pgids(backend, job.id, 1)
-    time.sleep(0.3)  # let the trap be installed
+    deadline = time.monotonic() + 30
+    while "ready" not in backend.get_render_log(job.id).text:  # the trap is installed
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     backend.stop_job(job.id)
     done = wait(backend, job.id, timeout=TIMEOUT, poll_interval=0.1)
     assert done.state is JobState.STOPPED

@@ -261,7 +261,8 @@ def test_restart_of_a_failed_job_is_a_new_attempt(
 
 
 def test_token_is_cached_and_refreshed_before_expiry(tmp_path: Path) -> None:
-    app = create_app(client_id="c", client_secret="s", token_lifetime=61.5, phase_delay=0.01)
+    # Whole-second exp: issued with 62-63 s left, so no refresh is due until ~3 s later.
+    app = create_app(client_id="c", client_secret="s", token_lifetime=63, phase_delay=0.01)
     with BackgroundServer(app) as server:
         control = httpx.Client(base_url=server.url)
         backend = get_plugin_manager().create_backend(
@@ -278,7 +279,7 @@ def test_token_is_cached_and_refreshed_before_expiry(tmp_path: Path) -> None:
         backend.get_jobs()
         backend.get_jobs()
         assert requests_to(control, "POST /api/v1/token") == 1  # cached
-        time.sleep(1.6)  # now within 60 s of expiry
+        time.sleep(3.1)  # now within 60 s of expiry
         backend.get_jobs()
         assert requests_to(control, "POST /api/v1/token") == 2
 
