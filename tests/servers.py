@@ -173,7 +173,17 @@ class AsyncSshServer:
 
     def kill(self) -> None:
         if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+            import asyncio
+
+            async def shutdown() -> None:
+                self._server.close()
+                await self._server.wait_closed()
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in tasks:  # connection handlers still open
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)  # type: ignore[union-attr]
             self._server = None

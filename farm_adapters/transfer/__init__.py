@@ -20,14 +20,12 @@ names that would leave the folder they are aimed at, and raise only
 from __future__ import annotations
 
 import hashlib
-import os
 import posixpath
-import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
 
-from ..errors import ConfigurationError, InvalidRequestError, TransferError
+from ..errors import ConfigurationError, InvalidRequestError
 from ..plugin import ProgressCallback, TransferProgress
 
 __all__ = [
@@ -203,10 +201,6 @@ class ProgressTracker:
             self.callback(report)
 
 
-def is_dir_mode(mode: int | None) -> bool:
-    return mode is not None and stat.S_ISDIR(mode)
-
-
 def make_transfer(storage: Mapping[str, Any], *, target: str = "") -> FileTransfer:
     """A transfer from a target's ``storage`` table: ``kind`` is ``local``, ``sftp`` or
     ``ftps``; the other keys are that kind's settings (secrets already resolved)."""
@@ -229,13 +223,3 @@ def make_transfer(storage: Mapping[str, Any], *, target: str = "") -> FileTransf
     except TypeError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
     raise ConfigurationError(f"{where}: kind must be 'local', 'sftp' or 'ftps', not {kind!r}")
-
-
-def walk_files(root: Path) -> Iterator[Path]:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            yield Path(dirpath) / name
-
-
-def raise_transfer(message: str, exc: BaseException) -> TransferError:
-    return TransferError(f"{message}: {type(exc).__name__}: {exc}")
