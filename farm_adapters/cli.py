@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from .config import TargetConfig, load_targets
+from .dcc._cli import blender, katana
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -837,6 +838,10 @@ def completion(shell: str) -> None:
     assert cls is not None
     comp = cls(cli, {}, "farm-adapters", "_FARM_ADAPTERS_COMPLETE")
     click.echo(comp.source())
+
+
+cli.add_command(blender)
+cli.add_command(katana)
 
 
 def _add_plugin_commands() -> None:
