@@ -101,6 +101,9 @@ class FarmAdaptersSettings(bpy.types.PropertyGroup):
         default=DEFAULT_OUTPUT,
     )
     last_job_id: bpy.props.StringProperty(name="Last Job", default="")
+    last_outputs: bpy.props.StringProperty(
+        name="Last Outputs", description="The files the last job writes, one per line"
+    )
 
 
 class FarmAdaptersPreferences(bpy.types.AddonPreferences):
@@ -167,6 +170,7 @@ class FARM_ADAPTERS_OT_submit(bpy.types.Operator):
             self.report({"ERROR"}, _one_line(exc))
             return {"CANCELLED"}
         settings.last_job_id = result.job.id
+        settings.last_outputs = "\n".join(result.outputs)
         if result.missing:
             self.report(
                 {"WARNING"},
