@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("httpx", "paramiko", "fastapi", "uvicorn", "asyncssh", "rich", "click")
+HEAVY = ("httpx", "paramiko", "fastapi", "uvicorn", "asyncssh", "rich", "click", "bpy")
 
 
 def test_import_and_listing_stay_light() -> None:

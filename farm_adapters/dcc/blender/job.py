@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 
 from ...errors import ConfigurationError, InvalidRequestError
 from ...frames import FrameSet
-from ...models import JobRequest
+from ...models import JobRequest, parse_request
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -124,15 +124,17 @@ def build_request(
     else:
         argv = [python or "python3", "-m", RENDER_MODULE, file_arg, "-o", pattern, *which]
     outputs = [frame_path(_on_node(output, folder), f, extension) for f in frame_set]
-    return JobRequest(
-        name=name or f"blender: {blend}",
-        render_context=render_context,
-        commands=[{"argv": argv}],  # type: ignore[list-item]
-        frames=frame_set,
-        chunk_size=chunk_size,
-        files=list(files),
-        outputs=outputs,
-        priority=priority,
-        environment=dict(environment or {}),
-        metadata={"dcc": "blender", "blend": blend, "output": output},
+    return parse_request(
+        {
+            "name": name or f"blender: {blend}",
+            "render_context": render_context,
+            "commands": [{"argv": argv}],
+            "frames": frame_set,
+            "chunk_size": chunk_size,
+            "files": list(files),
+            "outputs": outputs,
+            "priority": priority,
+            "environment": dict(environment or {}),
+            "metadata": {"dcc": "blender", "blend": blend, "output": output},
+        }
     )

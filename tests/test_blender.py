@@ -1,0 +1,147 @@
+"""The Blender integration without Blender: the job the add-on sends, the output
+names it declares, and the install commands' files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from farm_adapters.dcc.blender.job import build_request, frame_path, parse_blender_executables
+from farm_adapters.errors import ConfigurationError, InvalidRequestError
+
+BIN = Path(sys.executable).parent
+
+
+def request(**overrides: object) -> object:
+    args: dict[str, object] = {
+        "blend": "shot.blend",
+        "files": ["/ws/stage/shot.blend"],
+        "frames": "1-5",
+        "chunk_size": 2,
+        "folder": "/farm/tmp/ctx",
+        "render_context": "ctx",
+    }
+    args.update(overrides)
+    return build_request(**args)  # type: ignore[arg-type]
+
+
+def test_farm_blender_renders_each_chunk_as_a_range() -> None:
+    req = request(blender="/opt/blender/blender", priority=80)
+    tasks = req.tasks()  # type: ignore[attr-defined]
+    assert [t.frames for t in tasks] == [(1, 2), (3, 4), (5,)]
+    assert tasks[1].commands[0].argv == [
+        "/opt/blender/blender",
+        "-b",
+        "{folder}/shot.blend",
+        "-o",
+        "//frames/frame_####",
+        "-s",
+        "3",
+        "-e",
+        "4",
+        "-a",
+    ]
+    assert req.priority == 80  # type: ignore[attr-defined]
+
+
+def test_without_blender_the_bundled_bpy_entry_point_renders() -> None:
+    req = request(python="/usr/bin/python3")
+    argv = req.tasks()[0].commands[0].argv  # type: ignore[attr-defined]
+    assert argv[:4] == [
+        "/usr/bin/python3",
+        "-m",
+        "farm_adapters.dcc.blender.render",
+        "{folder}/shot.blend",
+    ]
+    assert argv[4:] == ["-o", "//frames/frame_####", "-s", "1", "-e", "2"]
+
+
+def test_a_stepped_frame_set_lists_each_chunks_frames() -> None:
+    req = request(frames="1-9x2", chunk_size=3, blender="blender")
+    argv = req.tasks()[0].commands[0].argv  # type: ignore[attr-defined]
+    assert argv[-2:] == ["-f", "1,3,5"] and "-a" not in argv
+
+
+def test_outputs_are_declared_as_the_render_node_sees_them() -> None:
+    req = request(frames="1-2", extension=".png")
+    assert req.outputs == [  # type: ignore[attr-defined]
+        "/farm/tmp/ctx/frames/frame_0001.png",
+        "/farm/tmp/ctx/frames/frame_0002.png",
+    ]
+    absolute = request(frames="9", output="/renders/sh010/beauty.##", extension=".exr")
+    assert absolute.outputs == ["/renders/sh010/beauty.09.exr"]  # type: ignore[attr-defined]
+
+
+def test_frame_path_follows_blenders_output_rules() -> None:
+    assert frame_path("//out/f_####", 7, ".png") == "//out/f_0007.png"
+    assert frame_path("/r/a_##_b_###", 12, "") == "/r/a_##_b_012"
+    assert frame_path("/r/shot_", 3, ".png") == "/r/shot_0003.png"
+
+
+def test_bad_input_names_the_field() -> None:
+    with pytest.raises(InvalidRequestError, match="frames"):
+        request(frames="5-1x0")
+    with pytest.raises(InvalidRequestError, match="chunk_size"):
+        request(chunk_size=0)
+    assert parse_blender_executables("farm=/opt/b/blender; gpu = /usr/bin/blender\n") == {
+        "farm": "/opt/b/blender",
+        "gpu": "/usr/bin/blender",
+    }
+    with pytest.raises(ConfigurationError, match="TARGET=PATH"):
+        parse_blender_executables("/opt/blender")
+
+
+def test_install_and_zip_write_the_addon(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    done = subprocess.run(
+        [str(BIN / "farm-adapters"), "blender", "install", "--dir", str(scripts)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    init = scripts / "addons" / "farm_adapters_blender" / "__init__.py"
+    assert str(init.parent) in done.stdout
+    source = init.read_text()
+    assert "bl_info" in source and "def register" in source
+    compile(source, str(init), "exec")
+
+    made = subprocess.run(
+        [str(BIN / "farm-adapters"), "blender", "zip", "-o", str(tmp_path / "a.zip")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    with zipfile.ZipFile(tmp_path / "a.zip") as zf:
+        assert zf.namelist() == ["farm_adapters_blender/__init__.py"]
+        assert zf.read("farm_adapters_blender/__init__.py").decode() == source
+
+
+def test_install_into_an_unwritable_folder_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [str(BIN / "farm-adapters"), "blender", "install", "--dir", str(blocker / "scripts")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: cannot write the add-on") and "--dir" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_katana_path_is_a_resources_folder_holding_the_plugin_file() -> None:
+    out = subprocess.run(
+        [str(BIN / "farm-adapters"), "katana", "path"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.strip()
+    assert (Path(out) / "Plugins" / "farm_adapters_farm.py").is_file()
