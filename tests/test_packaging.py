@@ -116,3 +116,11 @@ def test_fresh_virtualenv_install_lists_the_backends(wheel: Path, tmp_path: Path
         [str(py), "-c", "import plugins"], capture_output=True, cwd=tmp_path, timeout=60
     )
     assert no_plugins.returncode != 0
+
+
+def test_wheel_ships_the_dcc_integrations_but_not_the_katana_standin(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "farm_adapters/dcc/katana/Resources/Plugins/farm_adapters_farm.py" in names
+    for module in ("blender/addon.py", "blender/render.py", "katana/bridge.py", "katana/names.py"):
+        assert f"farm_adapters/dcc/{module}" in names, module
+    assert not [n for n in names if "katana_standin" in n or "FarmAPI" in n]
