@@ -145,3 +145,20 @@ def test_katana_path_is_a_resources_folder_holding_the_plugin_file() -> None:
         timeout=120,
     ).stdout.strip()
     assert (Path(out) / "Plugins" / "farm_adapters_farm.py").is_file()
+
+
+@pytest.mark.parametrize("page", ["blender.md", "katana.md"])
+def test_console_examples_in_the_dcc_pages_run(page: str, tmp_path: Path) -> None:
+    import os
+
+    from test_docs import blocks, run_console_block
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path)}
+    examples = blocks(text, "console")
+    assert examples
+    for block in examples:
+        run_console_block(block, tmp_path, env)
+    if page == "blender.md":
+        assert (tmp_path / "blender-scripts/addons/farm_adapters_blender/__init__.py").is_file()
+        assert zipfile.is_zipfile(tmp_path / "dist" / "farm_adapters_blender.zip")

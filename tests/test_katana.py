@@ -5,6 +5,7 @@ information and control a Katana artist drives, on real local jobs."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -189,3 +190,19 @@ def test_remote_targets_say_plainly_the_catalog_server_was_not_tested() -> None:
     assert result.ok and result.detail.startswith("not tested")
     assert "workstation01:9000" in result.detail
     assert not catalog_server_check("local", "no-port").ok
+
+
+def test_the_docs_list_every_katana_name_the_bridge_uses() -> None:
+    from farm_adapters.dcc.katana import names
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "katana.md").read_text()
+    spelt = [m.katana for m in names.METHODS.values()]
+    spelt += [katana for method in names.METHODS.values() for _, katana in method.args]
+    spelt += list(names.JOB_STATES.values())
+    spelt += [n for group in names.JOB_REQUEST_FIELDS.values() for n in group]
+    spelt += list(names.INSTALLATION_METADATA_FIELDS.values()) + list(names.JOB_FIELDS.values())
+    missing = sorted({n for n in spelt if not re.search(rf"\b{re.escape(n)}\b", text)})
+    assert missing == [], f"docs/katana.md does not list {missing}"
+    for method in names.METHODS.values():
+        row = next(line for line in text.splitlines() if f"`{method.katana}(" in line)
+        assert ("unverified" in row) == (method.status == names.UNVERIFIED), row
