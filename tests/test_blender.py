@@ -162,3 +162,56 @@ def test_console_examples_in_the_dcc_pages_run(page: str, tmp_path: Path) -> Non
     if page == "blender.md":
         assert (tmp_path / "blender-scripts/addons/farm_adapters_blender/__init__.py").is_file()
         assert zipfile.is_zipfile(tmp_path / "dist" / "farm_adapters_blender.zip")
+
+
+def test_job_list_refreshes_on_a_worker_and_never_waits_on_the_farm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The panel's timer calls refresh(): it returns while a farm does not answer, and
+    the rows then say what each job is doing and what can be done to it."""
+    import socket
+
+    import farm_adapters as fa
+    from farm_adapters.dcc.blender.submission import JobList
+    from farm_adapters.journal import Journal
+
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(8)  # accepts connections into the backlog, never answers
+    config = tmp_path / "farm-adapters.toml"
+    config.write_text(
+        f'[targets.stuck]\nbackend = "ovfarm"\nurl = "http://127.0.0.1:{stuck.getsockname()[1]}"\n'
+        f"timeout = 120\nretries = 0\n"
+    )
+    monkeypatch.setenv("FARM_ADAPTERS_CONFIG", str(config))
+
+    backend = fa.get_plugin_manager().create_backend("local")
+    try:
+        job = fa.submit(backend, {"name": "blender: quick", "commands": [["true"]]})
+        assert isinstance(job, fa.Job)
+        fa.wait(backend, job.id, timeout=60)
+    finally:
+        backend.close()
+    Journal().record(
+        job_id="stuck-1",
+        target="stuck",
+        backend="ovfarm",
+        request=fa.parse_request({"name": "blender: stuck", "commands": [["true"]]}),
+    )
+
+    jobs = JobList()
+    try:
+        assert jobs.refresh()
+        # refresh() has returned while the farm has not answered: the worker is still on it
+        assert jobs._thread is not None and jobs._thread.is_alive()
+        assert jobs.rows == [] and not jobs.refresh()
+    finally:
+        stuck.close()  # the farm goes away: the worker gets an error, not a hang
+    jobs.join(timeout=120)
+    rows = {r.id: r for r in jobs.rows}
+    assert rows["stuck-1"].state is fa.JobState.UNKNOWN and rows["stuck-1"].message
+    assert not rows["stuck-1"].can_stop and not rows["stuck-1"].can_restart
+    done = rows[job.id]
+    assert done.state is fa.JobState.COMPLETED and done.progress == 1.0
+    assert done.can_restart and not done.can_stop
+    assert jobs.version == 1
