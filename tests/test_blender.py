@@ -215,3 +215,16 @@ def test_job_list_refreshes_on_a_worker_and_never_waits_on_the_farm(
     assert done.state is fa.JobState.COMPLETED and done.progress == 1.0
     assert done.can_restart and not done.can_stop
     assert jobs.version == 1
+
+
+def test_farm_side_renderer_fails_in_one_line_on_a_missing_file(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "farm_adapters.dcc.blender.render", str(tmp_path / "no.blend")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip() == f"error: {tmp_path / 'no.blend'} does not exist on this render node"
+    )
