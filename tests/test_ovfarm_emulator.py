@@ -408,3 +408,32 @@ def test_a_silent_agent_is_lost_and_its_tasks_error() -> None:
         assert info["task_details"] == "agent mute was lost. Failing task."
         agent = client.get(f"{AGENTS}/list", params={"status": "lost"}).json()["mute"]
         assert agent["active_tasks"] == []
+
+
+def test_agents_take_only_tasks_whose_requirements_they_have() -> None:
+    app = create_app(
+        api_key="k", agents=1, propagation_delay=0.0, agent_poll=0.02, agent_capacity={"cpu": 8}
+    )
+    with BackgroundServer(app) as server:
+        client = httpx.Client(base_url=server.url, timeout=10)
+        save(client, ECHO)
+
+        def submit(requirements: dict[str, Any]) -> str:
+            body = {
+                "user": "u",
+                "task_type": "echo",
+                "task_args": {"message": "x"},
+                "task_requirements": requirements,
+            }
+            return str(client.post(f"{TASKS}/submit", json=body).json()["task_id"])
+
+        gpu = submit({"gpu": 1})
+        cpu = submit({"cpu": 64, "env": [{"name": "A", "value": "1"}]})  # values not compared
+        assert wait_status(client, cpu, {"finished"})["status"] == "finished"
+        assert client.get(f"{TASKS}/info/{gpu}").json()["status"] == "submitted"
+        # an agent over HTTP that has a gpu gets it
+        fetched = client.post(
+            f"{TASKS}/fetch",
+            json={"task_types": [["echo", ""]], "agent_id": "gpu-box", "capacity": {"gpu": 2}},
+        ).json()
+        assert fetched["task_id"] == gpu

@@ -290,6 +290,7 @@ class FarmEmulator:
         agent_poll: float = 0.1,
         work_dir: str | os.PathLike[str] | None = None,
         lost_timeout: float = 300.0,
+        agent_capacity: dict[str, Any] | None = None,
     ) -> None:
         self.api_key = api_key
         self.job_dir = Path(job_dir) if job_dir else None
@@ -299,6 +300,7 @@ class FarmEmulator:
         self.agent_poll = agent_poll
         self.work_dir = Path(work_dir) if work_dir else None
         self.lost_timeout = lost_timeout
+        self.agent_capacity = dict(agent_capacity or {})
         self.lock = threading.RLock()
         self.tasks: dict[str, dict[str, Any]] = {}
         self.sequence: dict[str, int] = {}
@@ -594,10 +596,18 @@ class FarmEmulator:
             )
 
     def fetch(
-        self, task_types: list[tuple[str, str]], labels: list[str], agent_id: str
+        self,
+        task_types: list[tuple[str, str]],
+        labels: list[str],
+        agent_id: str,
+        capacity: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
+        """The next task for an agent: a wanted type, exactly its labels, and every
+        ``task_requirements`` key but ``env`` present in its capacity (values are not
+        compared, as in the real store)."""
         wanted = {tuple(t) for t in task_types}
         key = ",".join(labels)
+        have = set(capacity or {})
         with self.lock:
             candidates = [
                 t
@@ -605,6 +615,7 @@ class FarmEmulator:
                 if t["status"] == "submitted"
                 and (t["task_type"], t["task_function"]) in wanted
                 and ",".join(t["labels"]) == key
+                and set(t["task_requirements"]) - {"env"} <= have
             ]
             if not candidates:
                 return None
@@ -735,7 +746,9 @@ class _Agent(threading.Thread):
                     if d.get("active", True)
                 ]
                 if types:
-                    task = self.farm.fetch(types, self.labels, self.agent_id)
+                    task = self.farm.fetch(
+                        types, self.labels, self.agent_id, self.farm.agent_capacity
+                    )
             if task is None:
                 self.farm._stop.wait(self.farm.agent_poll)
                 continue
@@ -1041,7 +1054,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
         agent_id = body.agent_id
         if isinstance(agent_id, bytes):
             agent_id = agent_id.decode(errors="replace")
-        return farm.fetch(types, body.labels, agent_id)
+        return farm.fetch(types, body.labels, agent_id, body.capacity)
 
     @app.get(f"{tasks}/revision-highest")
     def revision_highest() -> dict[str, Any]:
@@ -1128,7 +1141,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                 ],
                 "checkin_time": agent.checkin,
                 "status": agent.status,
-                "resources": {},
+                "resources": dict(farm.agent_capacity),
                 "errored_task_count": agent.errored,
                 "labels": agent.labels,
             }
