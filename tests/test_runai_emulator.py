@@ -322,3 +322,36 @@ def test_names_stay_unique_per_project_after_deletes() -> None:
             headers=auth,
         )
         assert prefixed.status_code == 202 and prefixed.json()["name"].startswith("same-")
+
+
+def test_departments_search_and_event_order_through_runapy(client: RunaiClient) -> None:
+    departments = valid(
+        models.GetDepartments200Response,
+        client.organizations.departments.get_departments().data,
+    )
+    (department,) = departments.departments
+    project = client.organizations.projects.get_projects().data["projects"][0]
+    assert project["parentId"] == department.id
+    assert project["name"] in {c.name for c in department.children or []}
+
+    name = f"findme-{uuid.uuid4().hex[:6]}"
+    body = models.TrainingCreationRequest(
+        name=name,
+        projectId=project["id"],
+        clusterId=project["clusterId"],
+        spec=models.TrainingSpecSpec(image="img", command="true"),
+    )
+    workload_id = valid(
+        models.Training1,
+        client.workloads.trainings.create_training1(training_creation_request=body).data,
+    ).workload_id
+    wait_phase(client, workload_id, {"Completed"})
+    found = valid(
+        models.GetWorkloads200Response,
+        client.workloads.workloads.get_workloads(search=name[:10]).data,
+    )
+    assert [w.id for w in found.workloads] == [workload_id]
+    newest = client.workloads.events.get_workload_events(workload_id).data["events"]
+    oldest = client.workloads.events.get_workload_events(workload_id, sort_order="asc").data
+    valid(models.GetWorkloadEvents200Response, oldest)
+    assert oldest["events"] == list(reversed(newest)) and oldest["events"][0]["reason"] == "Created"

@@ -312,7 +312,20 @@ class RunAIEmulator:
             )
         raise ApiError(400, f"Bad request - unsupported grant type {grant!r}")
 
-    # projects
+    # projects, and the one department they belong to
+
+    def department(self) -> dict[str, Any]:
+        return {
+            "id": "1",
+            "name": "default",
+            "clusterId": self.cluster["uuid"],
+            "createdAt": self.cluster["createdAt"],
+            "updatedAt": self.cluster["createdAt"],
+            "description": "",
+            "totalResources": {},
+            "resources": [],
+            "children": [{"id": p["id"], "name": p["name"]} for p in self.projects],
+        }
 
     def project(self, project_id: str) -> dict[str, Any]:
         for project in self.projects:
@@ -741,6 +754,9 @@ def _page(request: Request, items: list[dict[str, Any]], key: str) -> dict[str, 
     filters = [f for value in params.getlist("filterBy") for f in value.split(",") if f]
     for expression in filters:
         items = [i for i in items if _match(i, expression)]
+    search = params.get("search")
+    if search:  # free text; matched against names (INFERRED)
+        items = [i for i in items if search.lower() in str(i.get("name", "")).lower()]
     sort_by = params.get("sortBy")
     if sort_by:
         items = sorted(
@@ -889,6 +905,16 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
     def projects(request: Request) -> Any:
         return _page(request, list(state.projects), "projects")
 
+    @app.get("/api/v1/org-unit/departments")
+    def departments(request: Request) -> Any:
+        return _page(request, [state.department()], "departments")
+
+    @app.get("/api/v1/org-unit/departments/{department_id}")
+    def department(department_id: str) -> Any:
+        if department_id != "1":
+            raise ApiError(404, f"Department {department_id} not found")
+        return state.department()
+
     @app.get("/api/v1/org-unit/projects/{project_id}")
     def project(project_id: str) -> Any:
         for item in state.projects:
@@ -982,7 +1008,9 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
     @app.get("/api/v1/workloads/{workload_id}/events")
     def events(workload_id: str, request: Request) -> Any:
         with state.lock:
-            items = list(reversed(state.get(workload_id)["events"]))  # newest first
+            items = list(state.get(workload_id)["events"])
+        if request.query_params.get("sortOrder", "desc") == "desc":  # newest first by default
+            items.reverse()
         return _page(request, items, "events")
 
     @app.get("/api/v1/workloads/{workload_id}/history")
