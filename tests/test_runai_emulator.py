@@ -355,3 +355,21 @@ def test_departments_search_and_event_order_through_runapy(client: RunaiClient) 
     oldest = client.workloads.events.get_workload_events(workload_id, sort_order="asc").data
     valid(models.GetWorkloadEvents200Response, oldest)
     assert oldest["events"] == list(reversed(newest)) and oldest["events"][0]["reason"] == "Created"
+
+
+def test_token_answers_validate(runai_emulator: Any) -> None:
+    # runapy's ApiClient consumes the v1 answer itself; check both grants' shapes here.
+    v1 = httpx.post(
+        f"{runai_emulator.url}/api/v1/token",
+        json={"grantType": "app_token", "AppId": "render-bot", "AppSecret": "s3cret"},
+    )
+    assert v1.status_code == 200 and valid(models.TokenResponse, v1.json()).access_token
+    v2 = httpx.post(
+        f"{runai_emulator.url}/api/v2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "render-bot",
+            "client_secret": "s3cret",
+        },
+    )
+    assert valid(models.OAuth2TokenResponse, v2.json()).token_type == "Bearer"
