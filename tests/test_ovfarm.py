@@ -428,6 +428,22 @@ def test_cli_jobdefs_push_list_remove(cli_env: dict[str, str], tmp_path: Path) -
     assert wrong.returncode == 2 and "needs an ovfarm target" in wrong.stderr
 
 
+def test_cli_jobdefs_list_shows_arguments_of_any_type(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The 2.0.42 spec types a definition's args as an array of anything: a farm may
+    # hold numbers there, and listing must not crash on them.
+    js = tmp_path / "numbers.json"
+    js.write_text(
+        json.dumps({"name": "num-args", "job_type": "base", "command": "/bin/sleep", "args": [5]})
+    )
+    pushed = _cli(["jobdefs", "push", str(js), "--target", "studio-farm"], cli_env, tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    listed = _cli(["jobdefs", "list", "--target", "studio-farm"], cli_env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "num-args\tbase\t/bin/sleep 5" in listed.stdout
+
+
 def test_cli_unreachable_farm_exit_3(tmp_path: Path) -> None:
     config = tmp_path / "t.toml"
     config.write_text(

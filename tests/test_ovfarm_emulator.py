@@ -323,3 +323,117 @@ def test_routes_and_request_schemas_match_the_real_spec() -> None:
         real["components"]["schemas"]["Status"]["enum"]
         == ours["components"]["schemas"]["Status"]["enum"]
     )
+
+
+AGENTS = "/queue/management/agents"
+
+
+def test_revision_history_rows_without_a_user_say_unknown(farm: Any) -> None:
+    _, client = farm
+    save(client, ECHO)
+    task_id = client.post(
+        f"{TASKS}/submit", json={"user": "artist", "task_type": "echo", "task_args": {}}
+    ).json()["task_id"]
+    wait_status(client, task_id, {"finished"})
+    rows = client.get(f"{TASKS}/revision-history/{task_id}").json()
+    # the spec types user_id as a string; the real store writes "unknown" for agents
+    assert [(r["status"], r["user_id"]) for r in rows] == [
+        ("submitted", "artist"),
+        ("starting", "unknown"),
+        ("running", "unknown"),
+        ("finished", "unknown"),
+    ]
+    assert {r["agent_id"] for r in rows[1:]} == {"emulator-agent-0"}
+
+
+def test_agents_service_answers_as_the_real_one(farm: Any) -> None:
+    _, client = farm
+    checked = client.post(f"{AGENTS}/checkin", json={"agent_id": "outside-1", "labels": ["x"]})
+    assert checked.status_code == 200
+    assert checked.json() == {"agent_id": "outside-1", "status": "idle"}
+    busy = client.post(f"{AGENTS}/checkin", json={"agent_id": "outside-2", "active_tasks": ["t"]})
+    assert busy.json() == {"agent_id": "outside-2", "status": "active"}
+    assert client.get(f"{AGENTS}/list", params={"status": "bogus"}).status_code == 422
+    idle = client.get(f"{AGENTS}/list", params={"status": "idle"}).json()
+    assert "outside-1" in idle and "outside-2" not in idle
+    assert idle["outside-1"]["labels"] == ["x"] and idle["outside-1"]["errored_task_count"] == 0
+    for action in ("evict", "enable"):
+        unknown = client.post(f"{AGENTS}/{action}", json={"agent_id": "never-seen"})
+        assert unknown.status_code == 200 and unknown.json() is None
+    removed = client.post(f"{AGENTS}/remove", json={"agent_id": "never-seen"})
+    assert removed.status_code == 404 and removed.json() == {"detail": "Agent does not exist."}
+    client.post(f"{AGENTS}/evict", json={"agent_id": "outside-1"})
+    again = client.post(f"{AGENTS}/checkin", json={"agent_id": "outside-1"})
+    assert again.json()["status"] == "evicted"  # stays evicted until enabled
+    client.post(f"{AGENTS}/enable", json={"agent_id": "outside-1"})
+    assert client.get(f"{AGENTS}/list").json()["outside-1"]["status"] == "idle"
+    assert client.post(f"{AGENTS}/remove", json={"agent_id": "outside-1"}).json() is None
+    assert "outside-1" not in client.get(f"{AGENTS}/list").json()
+
+
+def test_an_evicted_agent_takes_no_new_work_until_enabled(farm: Any) -> None:
+    _, client = farm
+    save(client, ECHO)
+    client.post(f"{AGENTS}/evict", json={"agent_id": "emulator-agent-0"})
+    assert client.get(f"{AGENTS}/list").json()["emulator-agent-0"]["status"] == "evicted"
+    task_id = client.post(
+        f"{TASKS}/submit", json={"user": "u", "task_type": "echo", "task_args": {}}
+    ).json()["task_id"]
+    time.sleep(0.5)
+    assert client.get(f"{TASKS}/info/{task_id}").json()["status"] == "submitted"
+    client.post(f"{AGENTS}/enable", json={"agent_id": "emulator-agent-0"})
+    assert wait_status(client, task_id, {"finished"})["status"] == "finished"
+
+
+def test_a_silent_agent_is_lost_and_its_tasks_error() -> None:
+    app = create_app(api_key="k", agents=0, propagation_delay=0.0, lost_timeout=1.0)
+    with BackgroundServer(app) as server:
+        client = httpx.Client(base_url=server.url, timeout=10)
+        task_id = client.post(
+            f"{TASKS}/submit",
+            json={
+                "user": "u",
+                "task_type": "manual",
+                "task_args": {},
+                "metadata": {"_retry": {"is_retryable": False}},
+            },
+        ).json()["task_id"]
+        # a test playing agent: fetch the task, report it active, then fall silent
+        fetched = client.post(
+            f"{TASKS}/fetch", json={"task_types": [["manual", ""]], "agent_id": "mute"}
+        ).json()
+        assert fetched["task_id"] == task_id and fetched["status"] == "starting"
+        client.post(f"{AGENTS}/checkin", json={"agent_id": "mute", "active_tasks": [task_id]})
+        info = wait_status(client, task_id, {"errored"}, timeout=60)
+        assert info["task_details"] == "agent mute was lost. Failing task."
+        agent = client.get(f"{AGENTS}/list", params={"status": "lost"}).json()["mute"]
+        assert agent["active_tasks"] == []
+
+
+def test_agents_take_only_tasks_whose_requirements_they_have() -> None:
+    app = create_app(
+        api_key="k", agents=1, propagation_delay=0.0, agent_poll=0.02, agent_capacity={"cpu": 8}
+    )
+    with BackgroundServer(app) as server:
+        client = httpx.Client(base_url=server.url, timeout=10)
+        save(client, ECHO)
+
+        def submit(requirements: dict[str, Any]) -> str:
+            body = {
+                "user": "u",
+                "task_type": "echo",
+                "task_args": {"message": "x"},
+                "task_requirements": requirements,
+            }
+            return str(client.post(f"{TASKS}/submit", json=body).json()["task_id"])
+
+        gpu = submit({"gpu": 1})
+        cpu = submit({"cpu": 64, "env": [{"name": "A", "value": "1"}]})  # values not compared
+        assert wait_status(client, cpu, {"finished"})["status"] == "finished"
+        assert client.get(f"{TASKS}/info/{gpu}").json()["status"] == "submitted"
+        # an agent over HTTP that has a gpu gets it
+        fetched = client.post(
+            f"{TASKS}/fetch",
+            json={"task_types": [["echo", ""]], "agent_id": "gpu-box", "capacity": {"gpu": 2}},
+        ).json()
+        assert fetched["task_id"] == gpu

@@ -65,7 +65,7 @@ def list_(obj: Context, target: str | None, as_json: bool) -> None:
             click.echo(json.dumps(definitions, indent=2, sort_keys=True))
             return
         for name, definition in sorted(definitions.items()):
-            args = " ".join(definition.get("args", []))
+            args = " ".join(str(a) for a in definition.get("args", []))
             click.echo(
                 f"{name}\t{definition.get('job_type', '')}\t"
                 f"{definition.get('command', '')} {args}".rstrip()

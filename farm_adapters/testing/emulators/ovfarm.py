@@ -138,9 +138,28 @@ ALWAYS_LISTED = (
 RETRY_LIMIT = 3
 RETRY_MAX_AGE = 259200.0
 
-# -- request models (names and fields as in the 2.0.42 OpenAPI spec) ------------------
+# -- request models (names, fields and constraints as in the 2.0.42 OpenAPI spec) -----
+#
+# A field the spec types without ``null`` but does not require (``metadata``,
+# ``labels``, ``job_spec_path``...) may be omitted, yet an explicit ``null`` is a 422,
+# as with the real service's pydantic models: hence ``_omissible()`` on a non-optional
+# type (the default is not validated, a sent value is). Untyped array items and
+# object values (``args``, ``env``...) accept any JSON value.
+
+# The default of a query parameter that may be omitted but has no ``null`` in the spec.
+OMITTED: Any = None
+
+
+def _omissible() -> Any:
+    """The default of a field that may be omitted but not sent as ``null``: None, never
+    validated (the spec's type has no ``null``, so a sent ``null`` is a 422)."""
+    return Field(default=None)
+
 
 Status = enum.Enum("Status", {s: s for s in STATUSES}, type=str)  # type: ignore[misc]
+AgentStatus = enum.Enum(  # type: ignore[misc]
+    "AgentStatus", {s: s for s in ("active", "idle", "lost", "evicted")}, type=str
+)
 
 
 class TaskSubmissionModel(BaseModel):
@@ -152,15 +171,15 @@ class TaskSubmissionModel(BaseModel):
     task_requirements: dict[str, Any] = Field(default_factory=dict)
     task_comment: str = ""
     priority: int = 65535
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] = _omissible()
     status: Status | None = None
-    labels: list[str] | None = None
+    labels: list[str] = _omissible()
 
 
 class TaskProgressModel(BaseModel):
-    current_step_index: int | None = None
-    total_step_count: int | None = None
-    progress: float | None = None
+    current_step_index: int | None = Field(default=None, ge=0)
+    total_step_count: int | None = Field(default=None, ge=0)
+    progress: float | None = Field(default=None, ge=0.0, le=1.0)
     status_message: str | None = None
     time_remaining: float | None = None
 
@@ -171,14 +190,14 @@ class TaskUpdateModel(BaseModel):
     task_function: str = Field(default="", max_length=128)
     task_function_args: dict[str, Any] = Field(default_factory=dict)
     status: Status
-    agent_id: str | None = None
+    agent_id: str | None = Field(default=None, max_length=2048)
     task_comment: str = ""
     metrics: str = ""
-    priority: int | None = None
-    metadata: dict[str, Any] | None = None
+    priority: int = _omissible()
+    metadata: dict[str, Any] = _omissible()
     labels: list[str] | None = None
     progress: TaskProgressModel | None = None
-    userid: str | None = None
+    userid: str | None = Field(default=None, max_length=2048)
     details: str | None = None
 
 
@@ -187,15 +206,15 @@ class TaskArchiveRequestModel(BaseModel):
 
 
 class TaskRequestModel(BaseModel):
-    task_types: list[list[str]]
+    task_types: list[Any]
     capacity: dict[str, Any] = Field(default_factory=dict)
-    agent_id: str
+    agent_id: bytes | str
     labels: list[str] = Field(default_factory=list)
 
 
 class TaskChangeRequestModel(BaseModel):
-    after: int | None = None
-    ending_with: int | None = None
+    after: int = _omissible()
+    ending_with: int = _omissible()
 
 
 class JobDefinitionModel(BaseModel):
@@ -204,19 +223,19 @@ class JobDefinitionModel(BaseModel):
     name: str = "job-name"
     job_type: str = "base,kit,kit-service"  # the 2.0.42 default, verbatim
     command: str = "command"
-    args: list[str] = Field(default_factory=list)
+    args: list[Any] = Field(default_factory=list)
     task_function: str = ""
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, Any] = Field(default_factory=dict)
     log_to_stdout: bool = True
-    extension_paths: list[str] = Field(default_factory=list)
-    allowed_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    job_spec_path: str | None = None
+    extension_paths: list[Any] = Field(default_factory=list)
+    allowed_args: dict[str, Any] = Field(default_factory=dict)
+    job_spec_path: str = _omissible()
     headless: bool = True
     active: bool = True
-    unresolved_command_path: str | None = None
-    success_return_codes: list[int] = Field(default_factory=lambda: [0])
+    unresolved_command_path: str = _omissible()
+    success_return_codes: list[Any] = Field(default_factory=lambda: [0])
     capacity_requirements: dict[str, Any] = Field(default_factory=dict)
-    working_directory: str | None = None
+    working_directory: str = _omissible()
     container: str = ""
 
     @field_validator("name")
@@ -236,10 +255,10 @@ class JobDefinitionRemoveModel(BaseModel):
 class AgentModel(BaseModel):
     agent_id: str
     task_types: list[Any] = Field(default_factory=list)
-    active_tasks: list[str] = Field(default_factory=list)
+    active_tasks: list[Any] = Field(default_factory=list)
     resources: dict[str, Any] = Field(default_factory=dict)
-    errored_task_count: int | None = None
-    labels: list[str] = Field(default_factory=list)
+    errored_task_count: int = _omissible()
+    labels: list[Any] = Field(default_factory=list)
 
 
 class AgentTaskLog(BaseModel):
@@ -270,6 +289,8 @@ class FarmEmulator:
         log_interval: float = 0.5,
         agent_poll: float = 0.1,
         work_dir: str | os.PathLike[str] | None = None,
+        lost_timeout: float = 300.0,
+        agent_capacity: dict[str, Any] | None = None,
     ) -> None:
         self.api_key = api_key
         self.job_dir = Path(job_dir) if job_dir else None
@@ -278,6 +299,8 @@ class FarmEmulator:
         self.log_interval = log_interval
         self.agent_poll = agent_poll
         self.work_dir = Path(work_dir) if work_dir else None
+        self.lost_timeout = lost_timeout
+        self.agent_capacity = dict(agent_capacity or {})
         self.lock = threading.RLock()
         self.tasks: dict[str, dict[str, Any]] = {}
         self.sequence: dict[str, int] = {}
@@ -305,6 +328,7 @@ class FarmEmulator:
     def start(self) -> None:
         for agent in self.agents:
             agent.start()
+        threading.Thread(target=self._watch_agents, name="agents-service", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -312,6 +336,76 @@ class FarmEmulator:
             timer.cancel()
         for agent in self.agents:
             agent.join(timeout=10)
+
+    # agents (the agents service): built-in agents check in all the time; an external
+    # one (a test playing agent over HTTP) is lost after ``lost_timeout`` s of silence.
+
+    def checkin(self, body: AgentModel) -> dict[str, Any]:
+        with self.lock:
+            old = self.external_agents.get(body.agent_id)
+            status = "active" if body.active_tasks else "idle"
+            if old is not None and old["status"] == "evicted":
+                status = "evicted"  # an evicted agent stays evicted until enabled
+            self.external_agents[body.agent_id] = {
+                "active_tasks": list(body.active_tasks),
+                "task_types": list(body.task_types),
+                "checkin_time": time.time(),
+                "status": status,
+                "resources": dict(body.resources),
+                "errored_task_count": body.errored_task_count or 0,
+                "labels": list(body.labels),
+            }
+            return {"agent_id": body.agent_id, "status": status}
+
+    def _builtin(self, agent_id: str) -> _Agent | None:
+        return next((a for a in self.agents if a.agent_id == agent_id), None)
+
+    def set_agent_status(self, agent_id: str, status: str) -> None:
+        with self.lock:
+            agent = self._builtin(agent_id)
+            if agent is not None:
+                agent.evicted = status == "evicted"
+            elif agent_id in self.external_agents:
+                self.external_agents[agent_id]["status"] = status
+
+    def remove_agent(self, agent_id: str) -> bool:
+        """Forget an agent and error its active tasks; False if it is unknown. A
+        built-in agent checks in again right away, as a real one would at its next
+        check-in."""
+        with self.lock:
+            agent = self._builtin(agent_id)
+            if agent is not None:
+                active = list(agent.active)
+            elif agent_id in self.external_agents:
+                active = list(self.external_agents.pop(agent_id)["active_tasks"])
+            else:
+                return False
+        self._fail_tasks(active, agent_id, f"agent {agent_id} was shutdown. Failing task.")
+        return True
+
+    def check_agents(self) -> None:
+        """Mark external agents silent for ``lost_timeout`` s as lost and error their
+        active tasks (which the retries service may then re-queue)."""
+        now = time.time()
+        with self.lock:
+            lost = []
+            for agent_id, data in self.external_agents.items():
+                if data["status"] != "lost" and data["checkin_time"] + self.lost_timeout < now:
+                    data["status"] = "lost"
+                    lost.append((agent_id, data["active_tasks"]))
+                    data["active_tasks"] = []
+        for agent_id, active in lost:
+            self._fail_tasks(active, agent_id, f"agent {agent_id} was lost. Failing task.")
+
+    def _fail_tasks(self, task_ids: list[Any], agent_id: str, reason: str) -> None:
+        for task_id in task_ids:
+            # as the agents service does, through tasks/update: errors are swallowed
+            with contextlib.suppress(KeyError, InvalidTransition):
+                self.set_status(str(task_id), "errored", agent_id=agent_id, details=reason)
+
+    def _watch_agents(self) -> None:
+        while not self._stop.wait(min(self.lost_timeout / 4, 10.0)):
+            self.check_agents()
 
     # job definitions
 
@@ -374,7 +468,7 @@ class FarmEmulator:
         row = {
             "task_id": task["task_id"],
             "status": task["status"],
-            "user_id": user,
+            "user_id": user if user is not None else "unknown",
             "agent_id": agent_id,
             "details": details,
             "progress": task["progress"] or None,
@@ -502,10 +596,18 @@ class FarmEmulator:
             )
 
     def fetch(
-        self, task_types: list[tuple[str, str]], labels: list[str], agent_id: str
+        self,
+        task_types: list[tuple[str, str]],
+        labels: list[str],
+        agent_id: str,
+        capacity: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
+        """The next task for an agent: a wanted type, exactly its labels, and every
+        ``task_requirements`` key but ``env`` present in its capacity (values are not
+        compared, as in the real store)."""
         wanted = {tuple(t) for t in task_types}
         key = ",".join(labels)
+        have = set(capacity or {})
         with self.lock:
             candidates = [
                 t
@@ -513,6 +615,7 @@ class FarmEmulator:
                 if t["status"] == "submitted"
                 and (t["task_type"], t["task_function"]) in wanted
                 and ",".join(t["labels"]) == key
+                and set(t["task_requirements"]) - {"env"} <= have
             ]
             if not candidates:
                 return None
@@ -625,12 +728,17 @@ class _Agent(threading.Thread):
         self.active: list[str] = []
         self.errored = 0
         self.checkin = time.time()
+        self.evicted = False
+
+    @property
+    def status(self) -> str:
+        return "evicted" if self.evicted else "active" if self.active else "idle"
 
     def run(self) -> None:
         while not self.farm._stop.is_set():
             self.checkin = time.time()
             task = None
-            if self.farm.stuck != "submitted":
+            if self.farm.stuck != "submitted" and not self.evicted:
                 definitions = self.farm.agent_view_of_jobs()
                 types = [
                     (n, d.get("task_function", ""))
@@ -638,7 +746,9 @@ class _Agent(threading.Thread):
                     if d.get("active", True)
                 ]
                 if types:
-                    task = self.farm.fetch(types, self.labels, self.agent_id)
+                    task = self.farm.fetch(
+                        types, self.labels, self.agent_id, self.farm.agent_capacity
+                    )
             if task is None:
                 self.farm._stop.wait(self.farm.agent_poll)
                 continue
@@ -864,7 +974,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
     def list_tasks(
         task_type: str | None = None,
         task_function: str | None = None,
-        status: Annotated[list[Status] | None, Query()] = None,
+        status: Annotated[list[Status], Query()] = OMITTED,
         field: Annotated[list[str] | None, Query()] = None,
     ) -> Any:
         bad = sorted(set(field or []) - set(COLUMNS))
@@ -936,8 +1046,15 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
 
     @app.post(f"{tasks}/fetch")
     def fetch(body: TaskRequestModel) -> Any:
-        types = [(t[0], t[1] if len(t) > 1 else "") for t in body.task_types]
-        return farm.fetch(types, body.labels, body.agent_id)
+        types = [
+            (str(t[0]), str(t[1]) if len(t) > 1 else "")
+            for t in body.task_types
+            if isinstance(t, list) and t
+        ]
+        agent_id = body.agent_id
+        if isinstance(agent_id, bytes):
+            agent_id = agent_id.decode(errors="replace")
+        return farm.fetch(types, body.labels, agent_id, body.capacity)
 
     @app.get(f"{tasks}/revision-highest")
     def revision_highest() -> dict[str, Any]:
@@ -1002,7 +1119,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
         )
 
     @app.get(f"{logs}/{{task_id}}")
-    def get_logs(task_id: str, agent_id: str | None = None, latest_only: bool = True) -> Any:
+    def get_logs(task_id: str, agent_id: str = OMITTED, latest_only: bool = True) -> Any:
         return _logs(task_id, agent_id)  # the memory store ignores agent_id and latest_only
 
     @app.post(f"{logs}/upload")
@@ -1013,51 +1130,45 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
     agents = "/queue/management/agents"
 
     @app.get(f"{agents}/list")
-    def list_agents(status: str | None = None) -> dict[str, Any]:
+    def list_agents(status: AgentStatus | None = None) -> dict[str, Any]:
+        farm.check_agents()
         result = {}
         for agent in farm.agents:
-            state = "active" if agent.active else "idle"
-            if status is None or status == state:
-                result[agent.agent_id] = {
-                    "active_tasks": list(agent.active),
-                    "task_types": [
-                        [n, d.get("task_function", "")]
-                        for n, d in farm.agent_view_of_jobs().items()
-                    ],
-                    "checkin_time": agent.checkin,
-                    "status": state,
-                    "resources": {},
-                    "errored_task_count": agent.errored,
-                    "labels": agent.labels,
-                }
-        for agent_id, data in farm.external_agents.items():
-            if status is None or status == data["status"]:
-                result[agent_id] = data
+            data = {
+                "active_tasks": list(agent.active),
+                "task_types": [
+                    [n, d.get("task_function", "")] for n, d in farm.agent_view_of_jobs().items()
+                ],
+                "checkin_time": agent.checkin,
+                "status": agent.status,
+                "resources": dict(farm.agent_capacity),
+                "errored_task_count": agent.errored,
+                "labels": agent.labels,
+            }
+            if status is None or status.value == data["status"]:
+                result[agent.agent_id] = data
+        with farm.lock:
+            for agent_id, data in farm.external_agents.items():
+                if status is None or status.value == data["status"]:
+                    result[agent_id] = dict(data)
         return result
 
     @app.post(f"{agents}/checkin")
-    def checkin(body: AgentModel) -> None:
-        farm.external_agents[body.agent_id] = {
-            **body.model_dump(),
-            "status": "active",
-            "checkin_time": time.time(),
-        }
+    def checkin(body: AgentModel) -> dict[str, Any]:
+        return farm.checkin(body)
 
-    def agent_action(action: str) -> Any:
-        def handler(body: AgentModel) -> None:
-            if body.agent_id not in farm.external_agents:
-                raise HTTPException(status_code=404, detail="Agent not found")
-            if action == "remove":
-                del farm.external_agents[body.agent_id]
-            else:
-                farm.external_agents[body.agent_id]["status"] = (
-                    "evicted" if action == "evict" else "active"
-                )
+    @app.post(f"{agents}/remove")
+    def remove_agent(body: AgentModel) -> None:
+        if not farm.remove_agent(body.agent_id):
+            raise HTTPException(status_code=404, detail="Agent does not exist.")
 
-        return handler
+    @app.post(f"{agents}/evict")
+    def evict_agent(body: AgentModel) -> None:
+        farm.set_agent_status(body.agent_id, "evicted")  # unknown agent: 200, nothing done
 
-    for action in ("remove", "evict", "enable"):
-        app.add_api_route(f"{agents}/{action}", agent_action(action), methods=["POST"])
+    @app.post(f"{agents}/enable")
+    def enable_agent(body: AgentModel) -> None:
+        farm.set_agent_status(body.agent_id, "idle")
 
     @app.post("/queue/management/retries/submit")
     def retries_submit(body: dict[str, Any] | None = None) -> None:

@@ -46,13 +46,14 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._faults import Faults
 
@@ -153,6 +154,9 @@ class TrainingSpec(_Loose):
     backoffLimit: int | None = None
     priorityClass: StrictStr | None = None
     nodePools: list[StrictStr] | None = None
+    autoDeletionTimeAfterCompletionSeconds: int | None = Field(default=None, ge=0)
+    completions: int | None = Field(default=None, ge=1)
+    parallelism: int | None = Field(default=None, ge=1)
 
 
 class TrainingCreationRequest(_Loose):
@@ -161,6 +165,19 @@ class TrainingCreationRequest(_Loose):
     projectId: StrictStr
     clusterId: StrictStr
     spec: TrainingSpec | None = None
+
+
+class WorkspaceSpec(TrainingSpec):
+    """A workspace's spec: a training's, minus ``completions`` and ``parallelism``."""
+
+
+class WorkspaceCreationRequest(TrainingCreationRequest):
+    spec: WorkspaceSpec | None = None
+
+
+class WorkloadBatch(_Loose):
+    ids: list[StrictStr] = Field(max_length=100)
+    action: Literal["delete", "suspend", "resume"]
 
 
 # -- the control plane ------------------------------------------------------------------
@@ -221,6 +238,9 @@ class RunAIEmulator:
                 }
             )
         self.workloads: dict[str, dict[str, Any]] = {}
+        # (project name, workload name) -> id of the live (not deleted) workload: a
+        # create checks the name in O(1), so 10k submits stay linear.
+        self.by_name: dict[tuple[str, str], str] = {}
         self.faults = Faults()
         self.token_generation = 0
         self.counters: dict[str, int] = {}
@@ -292,7 +312,20 @@ class RunAIEmulator:
             )
         raise ApiError(400, f"Bad request - unsupported grant type {grant!r}")
 
-    # projects
+    # projects, and the one department they belong to
+
+    def department(self) -> dict[str, Any]:
+        return {
+            "id": "1",
+            "name": "default",
+            "clusterId": self.cluster["uuid"],
+            "createdAt": self.cluster["createdAt"],
+            "updatedAt": self.cluster["createdAt"],
+            "description": "",
+            "totalResources": {},
+            "resources": [],
+            "children": [{"id": p["id"], "name": p["name"]} for p in self.projects],
+        }
 
     def project(self, project_id: str) -> dict[str, Any]:
         for project in self.projects:
@@ -302,7 +335,9 @@ class RunAIEmulator:
 
     # workloads
 
-    def create(self, body: TrainingCreationRequest, subject: str) -> dict[str, Any]:
+    def create(
+        self, body: TrainingCreationRequest, subject: str, kind: str = "Training"
+    ) -> dict[str, Any]:
         project = self.project(body.projectId)
         if body.clusterId != self.cluster["uuid"]:
             raise ApiError(400, f"Bad request - cluster {body.clusterId} does not exist")
@@ -313,22 +348,18 @@ class RunAIEmulator:
         if body.useGivenNameAsPrefix:
             name = f"{name}-{uuid.uuid4().hex[:5]}"
         with self.lock:
-            for other in self.workloads.values():
-                if (
-                    other["projectId"] == body.projectId
-                    and other["name"] == name
-                    and other["deletedAt"] is None
-                ):
-                    raise ApiError(
-                        409,
-                        f"Conflict - a workload named {name!r} already exists "
-                        f"in project {project['name']!r}",
-                    )
+            if (project["name"], name) in self.by_name:
+                raise ApiError(
+                    409,
+                    f"Conflict - a workload named {name!r} already exists "
+                    f"in project {project['name']!r}",
+                )
             workload_id = str(uuid.uuid4())
             spec_dump = spec.model_dump(exclude_none=True)
             spec_dump.setdefault("backoffLimit", DEFAULT_BACKOFF_LIMIT)
             workload = {
                 "id": workload_id,
+                "type": kind,
                 "name": name,
                 "requestedName": body.name,
                 "projectId": body.projectId,
@@ -346,35 +377,57 @@ class RunAIEmulator:
                 "runs": 0,
                 "log": "",
                 "events": [],
+                "history": [],
                 "namespace": project["status"]["namespace"],
                 "pid": None,
             }
             self.workloads[workload_id] = workload
+            self.by_name[(project["name"], name)] = workload_id
+            self._history(workload, "PhaseUpdate", {"phaseUpdate": _phase_update(workload)})
             self._event(workload, "Normal", "Created", f"workload {name} created")
         threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
         return workload
 
     def _event(self, workload: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        workload["events"].append(
-            {
-                "createdAt": _now(),
-                "type": kind,
-                "reason": reason,
-                "message": message,
-                "clusterId": workload["clusterId"],
-                "id": str(uuid.uuid4()),
-                "source": "emulator",
-            }
+        event = {
+            "createdAt": _now(),
+            "type": kind,
+            "reason": reason,
+            "message": message,
+            "clusterId": workload["clusterId"],
+            "id": str(uuid.uuid4()),
+            "source": "emulator",
+        }
+        workload["events"].append(event)
+        self._history(workload, "Event", {"event": event})
+
+    @staticmethod
+    def _history(workload: dict[str, Any], kind: str, spec: dict[str, Any]) -> None:
+        workload["history"].append(
+            {"meta": {"creationTimestamp": _now(), "type": kind}, "spec": spec}
         )
 
     def _phase(self, workload: dict[str, Any], phase: str, message: str = "") -> None:
         workload["phase"] = phase
         workload["phaseMessage"] = message
         workload["phaseUpdatedAt"] = _now()
+        self._history(workload, "PhaseUpdate", {"phaseUpdate": _phase_update(workload)})
         if phase in ("Completed", "Failed"):
             workload["completedAt"] = _now()
+            after = workload["spec"].get("autoDeletionTimeAfterCompletionSeconds")
+            if after is not None:
+                timer = threading.Timer(after, self._auto_delete, args=(workload["id"],))
+                timer.daemon = True
+                timer.start()
 
-    def get(self, workload_id: str) -> dict[str, Any]:
+    def _auto_delete(self, workload_id: str) -> None:
+        with self.lock, contextlib.suppress(ApiError):
+            workload = self.get(workload_id)
+            if workload["phase"] in ("Completed", "Failed"):
+                self.delete(workload_id)
+
+    def get(self, workload_id: str, kind: str | None = None) -> dict[str, Any]:
+        """The live workload with this id (of this type when ``kind`` is given)."""
         try:
             uuid.UUID(workload_id)
         except ValueError:
@@ -383,34 +436,52 @@ class RunAIEmulator:
             ) from None
         with self.lock:
             workload = self.workloads.get(workload_id)
-            if workload is None or workload["deletedAt"] is not None:
+            if (
+                workload is None
+                or workload["deletedAt"] is not None
+                or (kind is not None and workload["type"] != kind)
+            ):
                 raise ApiError(404, f"Workload {workload_id} not found")
             return workload
 
-    def suspend(self, workload_id: str) -> None:
+    def suspend(self, workload_id: str, kind: str | None = None) -> None:
         with self.lock:
-            workload = self.get(workload_id)
+            workload = self.get(workload_id, kind)
             workload["desiredPhase"] = "Stopped"
             if workload["phase"] not in ("Completed", "Failed", "Stopped"):
                 self._phase(workload, "Stopping")
                 self._kill(workload)
 
-    def resume(self, workload_id: str) -> None:
+    def resume(self, workload_id: str, kind: str | None = None) -> None:
         with self.lock:
-            workload = self.get(workload_id)
+            workload = self.get(workload_id, kind)
             if workload["phase"] != "Stopped":
                 return  # accepted, nothing to do (resume of a running or ended workload)
             workload["desiredPhase"] = "Running"
             self._phase(workload, "Resuming")
         threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
 
-    def delete(self, workload_id: str) -> None:
+    def delete(self, workload_id: str, kind: str | None = None) -> None:
         with self.lock:
-            workload = self.get(workload_id)
+            workload = self.get(workload_id, kind)
             workload["desiredPhase"] = "Deleted"
             self._phase(workload, "Deleting")
             self._kill(workload)
             workload["deletedAt"] = _now()
+            self.by_name.pop((workload["projectName"], workload["name"]), None)
+
+    def batch(self, body: WorkloadBatch) -> dict[str, Any]:
+        """``POST /workloads/batch``: the action on each id; failures listed per id."""
+        succeeded: list[str] = []
+        failed: list[dict[str, Any]] = []
+        for workload_id in body.ids:
+            try:
+                getattr(self, body.action)(workload_id)
+            except ApiError as exc:
+                failed.append({"id": workload_id, "code": exc.code, "message": exc.message})
+            else:
+                succeeded.append(workload_id)
+        return {"id": str(uuid.uuid4()), "succeeded": succeeded, "failed": failed}
 
     def _kill(self, workload: dict[str, Any]) -> None:
         pid = workload.get("pid")
@@ -564,8 +635,12 @@ class RunAIEmulator:
     def workload_view(self, w: dict[str, Any]) -> dict[str, Any]:
         spec = w["spec"]
         running = 1 if w["phase"] == "Running" else 0
+        requested: dict[str, int] = {"number": 1}
+        if w["type"] == "Training":  # workspaces have no completions/parallelism
+            requested["completions"] = int(spec.get("completions", 1))
+            requested["parallelism"] = int(spec.get("parallelism", 1))
         return {
-            "type": "Training",
+            "type": w["type"],
             "name": w["name"],
             "id": w["id"],
             "source": "Control-plane",
@@ -592,21 +667,47 @@ class RunAIEmulator:
             ),
             "tenantId": 1,
             "runningPods": running,
-            "requestedPods": 1,
+            "requestedPods": requested,
             "phaseUpdatedAt": w["phaseUpdatedAt"],
             "k8sPhaseUpdatedAt": w["phaseUpdatedAt"],
             "updatedAt": w["phaseUpdatedAt"],
             "deletedAt": w["deletedAt"],
             "completedAt": w["completedAt"],
-            "category": "Train",
+            "category": "Train" if w["type"] == "Training" else "Build",
             "images": [spec.get("image")],
             "command": spec.get("command"),
             "arguments": spec.get("args"),
             "environmentVariables": {
                 v["name"]: v.get("value") for v in spec.get("environmentVariables", [])
             },
-            "pendingSchedulingMessages": [],
             "actionsSupport": {"delete": True, "suspend": True},
+        }
+
+    def workload_detailed_view(self, w: dict[str, Any]) -> dict[str, Any]:
+        """``GET /workloads/{id}``: a list item plus ``pendingSchedulingMessages``."""
+        return {**self.workload_view(w), "pendingSchedulingMessages": []}
+
+    def pod_view(self, w: dict[str, Any]) -> dict[str, Any] | None:
+        """The workload's one pod, or None while it has none (not scheduled, stopped)."""
+        if w["phase"] in ("Stopped", "Creating", "Pending"):
+            return None
+        return {
+            "name": f"{w['name']}-0-0",
+            "priorityClassName": w["spec"].get("priorityClass") or "train",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, w["id"])),
+            "workloadId": w["id"],
+            "clusterId": w["clusterId"],
+            "createdAt": w["createdAt"],
+            "containers": [{"name": w["name"], "image": w["spec"].get("image")}],
+            "k8sPhase": self.workload_view(w)["k8sPhase"],
+            "tenantId": 1,
+            "k8sPhaseUpdatedAt": w["phaseUpdatedAt"],
+            "updatedAt": w["phaseUpdatedAt"],
+            "nodeName": "emulated-node",
+            "projectName": w["projectName"],
+            "workloadName": w["name"],
+            "completedAt": w["completedAt"],
+            "deletedAt": w["deletedAt"],
         }
 
     def training_view(self, w: dict[str, Any]) -> dict[str, Any]:
@@ -624,6 +725,10 @@ class RunAIEmulator:
             "deletedAt": w["deletedAt"],
             "spec": w["spec"],
         }
+
+
+def _phase_update(workload: dict[str, Any]) -> dict[str, str]:
+    return {"phase": workload["phase"], "phaseMessage": workload["phaseMessage"]}
 
 
 def _match(item: dict[str, Any], expression: str) -> bool:
@@ -649,6 +754,9 @@ def _page(request: Request, items: list[dict[str, Any]], key: str) -> dict[str, 
     filters = [f for value in params.getlist("filterBy") for f in value.split(",") if f]
     for expression in filters:
         items = [i for i in items if _match(i, expression)]
+    search = params.get("search")
+    if search:  # free text; matched against names (INFERRED)
+        items = [i for i in items if search.lower() in str(i.get("name", "")).lower()]
     sort_by = params.get("sortBy")
     if sort_by:
         items = sorted(
@@ -678,6 +786,19 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(
             status_code=exc.code, content={"code": exc.code, "message": exc.message, **exc.extra}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes and methods answer in Run:ai's {code, message} shape too.
+        message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, exc.detail)
+        return JSONResponse(
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+            content={
+                "code": exc.status_code,
+                "message": f"{message} - {request.method} {request.url.path}",
+            },
         )
 
     @app.exception_handler(RequestValidationError)
@@ -784,6 +905,16 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
     def projects(request: Request) -> Any:
         return _page(request, list(state.projects), "projects")
 
+    @app.get("/api/v1/org-unit/departments")
+    def departments(request: Request) -> Any:
+        return _page(request, [state.department()], "departments")
+
+    @app.get("/api/v1/org-unit/departments/{department_id}")
+    def department(department_id: str) -> Any:
+        if department_id != "1":
+            raise ApiError(404, f"Department {department_id} not found")
+        return state.department()
+
     @app.get("/api/v1/org-unit/projects/{project_id}")
     def project(project_id: str) -> Any:
         for item in state.projects:
@@ -801,35 +932,15 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             raise ApiError(404, f"Cluster {cluster_uuid} not found")
         return dict(state.cluster)
 
-    @app.post("/api/v1/workloads/trainings", status_code=202)
-    def create_training(body: TrainingCreationRequest, request: Request) -> Any:
-        workload = state.create(body, request.state.subject)
-        with state.lock:
-            return state.training_view(workload)
+    for plural, kind, model in (
+        ("trainings", "Training", TrainingCreationRequest),
+        ("workspaces", "Workspace", WorkspaceCreationRequest),
+    ):
+        add_workload_routes(app, state, plural, kind, model)
 
-    @app.get("/api/v1/workloads/trainings/{workload_id}")
-    def get_training(workload_id: str) -> Any:
-        with state.lock:
-            return state.training_view(state.get(workload_id))
-
-    def training_action(action: str) -> Any:
-        def handler(workload_id: str) -> Any:
-            getattr(state, action)(workload_id)
-            return JSONResponse(status_code=202, content=ACCEPTED)
-
-        return handler
-
-    for action in ("suspend", "resume"):
-        app.add_api_route(
-            f"/api/v1/workloads/trainings/{{workload_id}}/{action}",
-            training_action(action),
-            methods=["POST"],
-        )
-
-    @app.delete("/api/v1/workloads/trainings/{workload_id}")
-    def delete_training(workload_id: str) -> Any:
-        state.delete(workload_id)
-        return JSONResponse(status_code=202, content=ACCEPTED)
+    @app.post("/api/v1/workloads/batch")
+    def batch(body: WorkloadBatch) -> Any:
+        return state.batch(body)
 
     def visible(request: Request) -> list[dict[str, Any]]:
         deleted = request.query_params.get("deleted") == "true"
@@ -852,39 +963,61 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
                 items = [i for i in items if _match(i, expression)]
         return {"count": len(items)}
 
+    def all_pods(request: Request) -> list[dict[str, Any]]:
+        completed = request.query_params.get("completed", "all")
+        if completed not in ("all", "true", "false"):
+            raise ApiError(400, "Bad request - completed must be one of all, true, false")
+        with state.lock:
+            deleted = request.query_params.get("deleted") == "true"
+            pods = [
+                pod
+                for w in state.workloads.values()
+                if (w["deletedAt"] is not None) == deleted
+                for pod in [state.pod_view(w)]
+                if pod is not None
+            ]
+        if completed != "all":
+            done = completed == "true"
+            pods = [p for p in pods if (p["k8sPhase"] in ("Succeeded", "Failed")) == done]
+        return pods
+
+    # registered before /workloads/{workload_id}, which would take "pods" for an id
+    @app.get("/api/v1/workloads/pods")
+    def list_pods(request: Request) -> Any:
+        return _page(request, all_pods(request), "pods")
+
+    @app.get("/api/v1/workloads/pods/count")
+    def count_pods(request: Request) -> Any:
+        items = all_pods(request)
+        for value in request.query_params.getlist("filterBy"):
+            for expression in value.split(","):
+                items = [i for i in items if _match(i, expression)]
+        return {"count": len(items)}
+
     @app.get("/api/v1/workloads/{workload_id}")
     def get_workload(workload_id: str) -> Any:
         with state.lock:
-            return state.workload_view(state.get(workload_id))
+            return state.workload_detailed_view(state.get(workload_id))
 
     @app.get("/api/v1/workloads/{workload_id}/pods")
     def pods(workload_id: str, request: Request) -> Any:
         with state.lock:
-            w = state.get(workload_id)
-            pod = {
-                "name": f"{w['name']}-0-0",
-                "priorityClassName": "train",
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, w["id"])),
-                "workloadId": w["id"],
-                "clusterId": w["clusterId"],
-                "createdAt": w["createdAt"],
-                "containers": [{"name": w["name"], "image": w["spec"].get("image")}],
-                "k8sPhase": state.workload_view(w)["k8sPhase"],
-                "tenantId": 1,
-                "k8sPhaseUpdatedAt": w["phaseUpdatedAt"],
-                "updatedAt": w["phaseUpdatedAt"],
-                "nodeName": "emulated-node",
-                "projectName": w["projectName"],
-                "workloadName": w["name"],
-            }
-            items = [] if w["phase"] in ("Stopped", "Creating", "Pending") else [pod]
-        return _page(request, items, "pods")
+            pod = state.pod_view(state.get(workload_id))
+        return _page(request, [] if pod is None else [pod], "pods")
 
     @app.get("/api/v1/workloads/{workload_id}/events")
     def events(workload_id: str, request: Request) -> Any:
         with state.lock:
-            items = list(reversed(state.get(workload_id)["events"]))  # newest first
+            items = list(state.get(workload_id)["events"])
+        if request.query_params.get("sortOrder", "desc") == "desc":  # newest first by default
+            items.reverse()
         return _page(request, items, "events")
+
+    @app.get("/api/v1/workloads/{workload_id}/history")
+    def history(workload_id: str, request: Request) -> Any:
+        with state.lock:
+            items = list(state.get(workload_id)["history"])  # oldest first
+        return _page(request, items, "records")
 
     # the Cluster API, on the cluster's domain (this server)
     @app.get("/cluster-api/status")
@@ -894,9 +1027,9 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
     @app.get("/cluster-api/api/v1/{project}/workloads/training/runai/{name}/logs/download")
     def download_logs(project: str, name: str) -> PlainTextResponse:
         with state.lock:
-            for w in state.workloads.values():
-                if w["projectName"] == project and w["name"] == name and w["deletedAt"] is None:
-                    return PlainTextResponse(w["log"])
+            workload_id = state.by_name.get((project, name))
+            if workload_id is not None:
+                return PlainTextResponse(state.workloads[workload_id]["log"])
         raise ApiError(404, f"Workload {name} not found in project {project}")
 
     # emulator controls
@@ -924,3 +1057,46 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             state.counters.clear()
 
     return app
+
+
+def add_workload_routes(
+    app: FastAPI,
+    state: RunAIEmulator,
+    plural: str,
+    kind: str,
+    model: type[TrainingCreationRequest],
+) -> None:
+    """Create, get, suspend, resume and delete for one workload type
+    (``/api/v1/workloads/trainings``, ``/api/v1/workloads/workspaces``)."""
+    base = f"/api/v1/workloads/{plural}"
+
+    async def create(request: Request) -> Any:
+        try:
+            raw = await request.json()
+        except ValueError:
+            raise ApiError(400, "Bad request - body must be JSON") from None
+        try:
+            body = model.model_validate(raw)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(errors) from None
+        workload = state.create(body, request.state.subject, kind)
+        with state.lock:
+            return JSONResponse(status_code=202, content=state.training_view(workload))
+
+    def get(workload_id: str) -> Any:
+        with state.lock:
+            return state.training_view(state.get(workload_id, kind))
+
+    def action(name: str) -> Any:
+        def handler(workload_id: str) -> Any:
+            getattr(state, name)(workload_id, kind)
+            return JSONResponse(status_code=202, content=ACCEPTED)
+
+        return handler
+
+    app.add_api_route(base, create, methods=["POST"], status_code=202)
+    app.add_api_route(f"{base}/{{workload_id}}", get, methods=["GET"])
+    app.add_api_route(f"{base}/{{workload_id}}", action("delete"), methods=["DELETE"])
+    for name in ("suspend", "resume"):
+        app.add_api_route(f"{base}/{{workload_id}}/{name}", action(name), methods=["POST"])
