@@ -307,12 +307,14 @@ def check(obj: Context, target: str | None, as_json: bool) -> None:
 
 
 def _read_job_file(path: str) -> dict[str, Any]:
-    from ._toml import TOMLDecodeError, read_toml
+    from ._toml import TOMLDecodeError, TOMLEncodingError, read_toml
 
     try:
         return read_toml(path)
     except OSError as exc:
         raise InvalidRequestError(f"cannot read job file {path}: {exc.strerror}") from exc
+    except TOMLEncodingError as exc:
+        raise InvalidRequestError(f"job file {exc}") from exc
     except TOMLDecodeError as exc:
         raise InvalidRequestError(f"job file {path} is not valid TOML: {exc}") from exc
 
