@@ -415,11 +415,28 @@ def _replace(text: str, values: Mapping[str, Any]) -> str:
     return _TOKEN_RE.sub(one, text)
 
 
+#: The longest single argument or environment value a task may get after substitution:
+#: Linux's MAX_ARG_STRLEN (32 pages), beyond which the program cannot even be started.
+MAX_ARGUMENT_LENGTH = 128 * 1024
+
+
+def _bounded(text: str) -> str:
+    if len(text) > MAX_ARGUMENT_LENGTH:
+        raise InvalidRequestError(
+            f"invalid job request: commands: an argument grows to {len(text):,} "
+            f"characters once {{frames}} and the other tokens are substituted; at most "
+            f"{MAX_ARGUMENT_LENGTH:,} can be passed to a program: use a smaller "
+            f"chunk_size, or {{start}} and {{end}} instead of {{frames}}",
+            field="commands",
+        )
+    return text
+
+
 def _substitute(command: Command, values: Mapping[str, Any]) -> Command:
     return Command.model_construct(
-        argv=[_replace(a, values) for a in command.argv],
-        cwd=_replace(command.cwd, values) if command.cwd else command.cwd,
-        env={k: _replace(v, values) for k, v in command.env.items()},
+        argv=[_bounded(_replace(a, values)) for a in command.argv],
+        cwd=_bounded(_replace(command.cwd, values)) if command.cwd else command.cwd,
+        env={k: _bounded(_replace(v, values)) for k, v in command.env.items()},
         shell=command.shell,
     )
 

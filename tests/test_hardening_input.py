@@ -100,6 +100,18 @@ def test_huge_format_width_in_env_or_cwd_is_refused_too(tmp_path: Path) -> None:
     assert "commands.0" in line and "commands.1" in line
 
 
+def test_a_frames_list_longer_than_any_argument_is_refused() -> None:
+    """One chunk of 100 000 frames makes a ~600 KB `{frames}` argument, which no program
+    can be started with (Linux refuses arguments over 128 KiB)."""
+    result = cli(
+        "submit", "--frames", "1-100000", "--chunk", "100000", "--dry-run", "--",
+        "render", "--frames", "{frames}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-300:]
+    line = one_line_error(result)
+    assert "commands" in line and "chunk_size" in line and "{start}" in line
+
+
 def test_ordinary_format_specs_still_work() -> None:
     result = cli("submit", "--frames", "7", "--dry-run", "--", "echo", "f{frame:04d}", "{end:>6}")
     assert result.returncode == 0, result.stderr
