@@ -171,6 +171,8 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise  # click's own ways to end a command: usage errors, ctx.exit()
     except Exception as exc:
         if debug:
             import traceback
