@@ -479,7 +479,9 @@ class FarmPluginManager:
             if not any(p and (module == p or module.startswith(p + ".")) for p, _ in owners):
                 continue
             # One file may hold several backends: the instance the frame runs on decides.
-            this = type(frame.f_locals.get("self"))
+            this = frame.f_locals.get("cls")  # a classmethod such as availability()
+            if not isinstance(this, type):
+                this = type(frame.f_locals.get("self"))
             for info in backends:
                 if info._cls is this:
                     return f"backend {info.name!r} from {info.origin}"

@@ -47,10 +47,19 @@ class BoomInit(Boom):
         raise KeyError("init exploded")
 
 
+class BoomAvailability(Boom):
+    name = "boomavail"
+
+    @classmethod
+    def availability(cls):
+        raise OSError("availability exploded")
+
+
 @hookimpl
 def farm_adapters_register_backends(register):
     register(Boom)
     register(BoomInit)
+    register(BoomAvailability)
 '''
 
 TARGETS = """
@@ -59,6 +68,9 @@ backend = "boom"
 
 [targets.init]
 backend = "boominit"
+
+[targets.avail]
+backend = "boomavail"
 """
 
 
@@ -115,6 +127,19 @@ def test_a_plugin_bug_is_one_line_naming_the_plugin_exit_4(
     assert "--debug" in line
 
 
+def test_a_raising_availability_names_its_backend(boom_env: dict[str, str]) -> None:
+    result = cli("status", "-t", "avail", "job-1", env=boom_env)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == EXIT_BUG
+    assert result.stderr.startswith(
+        f"error: backend 'boomavail' from {boom_env['PLUGIN_FILE']} raised OSError"
+    )
+    listed = cli("backends", "--json", env=boom_env)
+    assert listed.returncode == 0, listed.stderr
+    (info,) = [b for b in json.loads(listed.stdout)["backends"] if b["name"] == "boomavail"]
+    assert info["available"] is False and "availability exploded" in info["reason"]
+
+
 def test_debug_adds_the_plugins_traceback(boom_env: dict[str, str]) -> None:
     result = cli("--debug", "status", "-t", "boom", "job-1", env=boom_env)
     assert result.returncode == EXIT_BUG
@@ -127,8 +152,8 @@ def test_targets_check_reports_the_bug_per_target_and_goes_on(boom_env: dict[str
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == EXIT_BUG
     rows = {row["name"]: row for row in json.loads(result.stdout)["targets"]}
-    assert {"boom", "init"} <= set(rows)
-    for name in ("boom", "init"):
+    assert {"boom", "init", "avail"} <= set(rows)
+    for name in ("boom", "init", "avail"):
         assert rows[name]["check"]["ok"] is False
         assert boom_env["PLUGIN_FILE"] in rows[name]["check"]["detail"]
 
@@ -141,11 +166,22 @@ def test_backends_still_lists_a_buggy_plugin(boom_env: dict[str, str]) -> None:
 
 
 def test_jobs_from_the_journal_survive_a_buggy_target(boom_env: dict[str, str]) -> None:
+    from farm_adapters.journal import Journal
+    from farm_adapters.models import parse_request
+
     done = cli("submit", "--wait", "--json", "--", "true", env=boom_env)
     assert done.returncode == 0, done.stderr
+    # A job recorded on the buggy target earlier (its plug-in worked then).
+    request = parse_request({"commands": [["true"]]})
+    Journal().record(job_id="job-1", target="boom", backend="boom", request=request)
     result = cli("jobs", "--json", env=boom_env)
+    assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
-    assert [j["id"] for j in json.loads(result.stdout)["jobs"]] == [json.loads(done.stdout)["id"]]
+    data = json.loads(result.stdout)
+    assert [j["id"] for j in data["jobs"]] == [json.loads(done.stdout)["id"]]
+    (problem,) = data["errors"]
+    assert problem.startswith(f"target boom: backend 'boom' from {boom_env['PLUGIN_FILE']}")
+    assert "RuntimeError: method exploded" in problem
 
 
 RECORDS = """
