@@ -71,6 +71,24 @@ def test_a_host_known_by_its_rsa_key_is_accepted(
 
 
 @needs_sshd
+def test_a_server_with_only_an_rsa_host_key_is_accepted(tmp_path: Path) -> None:
+    """The plain case (passes before the fix too): guards the rsa-sha2 signatures being
+    offered for a known `ssh-rsa` key."""
+    (tmp_path / "sshd").mkdir()
+    server = OpenSshServer(tmp_path / "sshd", host_key_types=("rsa",)).start()
+    try:
+        known = _known_only_rsa(server, tmp_path)
+        transfer = _transfer(server, known, accept_new_host_key=True)
+        try:
+            assert transfer.exists("/")
+        finally:
+            transfer.close()
+        assert known.read_text() == server.known_hosts.read_text()
+    finally:
+        server.kill()
+
+
+@needs_sshd
 def test_accept_new_never_adds_a_second_key_type_for_a_known_host(
     rsa_known_sshd: OpenSshServer, tmp_path: Path
 ) -> None:
