@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 the job failed (or was stopped) while waiting on it;
 2 usage or invalid input (bad request, unknown target or job, bad configuration);
-3 target unreachable or authentication failed. Errors are one line on stderr;
-``--debug`` adds the traceback.
+3 target unreachable or authentication failed; 4 a plug-in (or farm-adapters itself)
+raised an unexpected exception, a bug. Errors are one line on stderr; ``--debug`` adds
+the traceback.
 """
 
 from __future__ import annotations
@@ -33,12 +34,25 @@ from .errors import (
 from .manager import FarmPluginManager, get_plugin_manager
 from .models import Job, JobState
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli", "main"]
+__all__ = [
+    "EXIT_BUG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "cli",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+#: A plug-in (named in the message) or farm-adapters itself raised an exception outside
+#: the FarmAdapterError tree: a bug, not a problem with the input or the farm.
+EXIT_BUG = 4
+#: The largest byte offset `logs --offset` takes (a signed 64-bit file offset).
+MAX_LOG_OFFSET = 2**63 - 1
 
 _STATE_STYLE = {
     JobState.QUEUED: "cyan",
@@ -82,7 +96,9 @@ class Context:
     @property
     def manager(self) -> FarmPluginManager:
         if self._manager is None:
-            self._manager = get_plugin_manager()
+            manager = get_plugin_manager()
+            manager.on_hook_error = _warn
+            self._manager = manager
         return self._manager
 
     def backend(self, target: str | None) -> Any:
@@ -114,10 +130,37 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def describe_bug(exc: BaseException, manager: FarmPluginManager | None) -> str:
+    """One line for an exception outside the FarmAdapterError tree, naming the plug-in
+    (and where it was loaded from) whose code raised it."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    who = manager.blame(exc) if manager is not None else None
+    if who is not None:
+        return (
+            f"{who} raised {what}; this is a bug in that plug-in: run with --debug for "
+            f"the traceback and tell its author, or block it with FARM_ADAPTERS_BLOCK"
+        )
+    return (
+        f"unexpected {what}; this is a bug in farm-adapters: run with --debug and report "
+        f"the traceback"
+    )
+
+
+def _current_manager() -> FarmPluginManager | None:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Context) if ctx is not None else None
+    return obj._manager if obj is not None else None
+
+
 @contextmanager
 def handle_errors(debug: bool) -> Iterator[None]:
     """One readable line per error, the documented exit code, the traceback with
-    --debug."""
+    --debug. An exception outside the FarmAdapterError tree (a plug-in's bug) is one
+    line too, naming the plug-in, with exit code 4."""
     try:
         yield
     except FarmAdapterError as exc:
@@ -129,6 +172,14 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise  # click's own ways to end a command: usage errors, ctx.exit()
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        fail(describe_bug(exc, _current_manager()), EXIT_BUG)
 
 
 def _dump(data: Any) -> None:
@@ -244,10 +295,9 @@ def targets(obj: Context, run_check: bool, as_json: bool) -> None:
                 "source": str(target.source) if target.source else None,
             }
             if run_check:
-                ok, detail = _check_target(obj, target.name)
+                ok, detail, code = _check_target(obj, target.name)
                 row["check"] = {"ok": ok, "detail": detail}
-                if not ok:
-                    worst = EXIT_UNREACHABLE
+                worst = max(worst, code)
             rows.append(row)
         if as_json:
             _dump({"source": str(config.source) if config.source else None, "targets": rows})
@@ -273,16 +323,19 @@ def targets(obj: Context, run_check: bool, as_json: bool) -> None:
         sys.exit(worst)
 
 
-def _check_target(obj: Context, name: str) -> tuple[bool, str]:
+def _check_target(obj: Context, name: str) -> tuple[bool, str, int]:
+    """(ok, detail, exit code) of one target's self-test."""
     try:
         backend = obj.backend(name)
         results = backend.check() + backend.check_storage()
     except FarmAdapterError as exc:
-        return False, str(exc)
+        return False, str(exc), EXIT_UNREACHABLE
+    except Exception as exc:  # a plug-in's bug: say whose, go on with the other targets
+        return False, describe_bug(exc, obj._manager), EXIT_BUG
     bad = [r for r in results if not r.ok]
     if bad:
-        return False, "; ".join(f"{r.name}: {r.detail}" for r in bad)
-    return True, "; ".join(f"{r.name}: {r.detail}" for r in results)
+        return False, "; ".join(f"{r.name}: {r.detail}" for r in bad), EXIT_UNREACHABLE
+    return True, "; ".join(f"{r.name}: {r.detail}" for r in results), EXIT_OK
 
 
 @cli.command()
@@ -308,12 +361,14 @@ def check(obj: Context, target: str | None, as_json: bool) -> None:
 
 
 def _read_job_file(path: str) -> dict[str, Any]:
-    from ._toml import TOMLDecodeError, read_toml
+    from ._toml import TOMLDecodeError, TOMLEncodingError, read_toml
 
     try:
         return read_toml(path)
     except OSError as exc:
         raise InvalidRequestError(f"cannot read job file {path}: {exc.strerror}") from exc
+    except TOMLEncodingError as exc:
+        raise InvalidRequestError(f"job file {exc}") from exc
     except TOMLDecodeError as exc:
         raise InvalidRequestError(f"job file {path} is not valid TOML: {exc}") from exc
 
@@ -577,6 +632,8 @@ def jobs(
                             known[(name, job.id)] = job
                 except FarmAdapterError as exc:
                     problems.append(f"target {name}: {exc}")
+                except Exception as exc:  # a plug-in's bug must not hide the other targets
+                    problems.append(f"target {name}: {describe_bug(exc, obj._manager)}")
             found = [known[k] for k in order if k in known]
             if wanted:
                 found = [j for j in found if j.state in wanted]
@@ -640,7 +697,12 @@ def status(obj: Context, job_id: str, target: str | None, as_json: bool) -> None
 @click.argument("job_id")
 @click.option("-t", "--target", help="Target holding the job (default: from the journal).")
 @click.option("--follow", is_flag=True, help="Keep printing until the job ends.")
-@click.option("--offset", type=int, default=0, help="Start at this byte offset.")
+@click.option(
+    "--offset",
+    type=click.IntRange(0, MAX_LOG_OFFSET),
+    default=0,
+    help="Start at this byte offset.",
+)
 @pass_ctx
 def logs(obj: Context, job_id: str, target: str | None, follow: bool, offset: int) -> None:
     """Print a job's render log."""

@@ -67,12 +67,14 @@ def config_search_path(explicit: str | os.PathLike[str] | None = None) -> list[P
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    from ._toml import TOMLDecodeError, read_toml
+    from ._toml import TOMLDecodeError, TOMLEncodingError, read_toml
 
     try:
         return read_toml(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read targets file {path}: {exc.strerror}") from exc
+    except TOMLEncodingError as exc:
+        raise ConfigurationError(f"targets file {exc}") from exc
     except TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
 

@@ -12,10 +12,14 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["MAX_FRAMES", "FrameSet", "chunk_frames"]
+__all__ = ["MAX_FRAMES", "MAX_FRAME_NUMBER", "FrameSet", "chunk_frames"]
 
-#: A sanity bound: a typo such as "1-10000000" must not eat the machine's memory.
+#: A sanity bound: a typo such as "1-10000000" must not eat the machine's memory. It
+#: applies to a spec string and to a list of frames alike.
 MAX_FRAMES = 1_000_000
+#: The largest frame number (in absolute value): a signed 32-bit integer, what farms and
+#: DCCs store a frame in.
+MAX_FRAME_NUMBER = 2**31 - 1
 
 _ITEM = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:x(-?\d+))?)?$")
 
@@ -46,7 +50,13 @@ class FrameSet(Sequence[int]):
             for value in spec:
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError(f"frame {value!r} is not an integer")
+                _check_number(value)
                 frames.append(value)
+                if len(frames) > MAX_FRAMES:
+                    raise ValueError(
+                        f"the frame list holds more than {MAX_FRAMES:,} frames; "
+                        f"split it into several jobs"
+                    )
             self._frames = _dedupe(frames)
             self._spec = ",".join(str(f) for f in self._frames)
         if not self._frames:
@@ -106,6 +116,14 @@ class FrameSet(Sequence[int]):
         )
 
 
+def _check_number(frame: int) -> None:
+    if abs(frame) > MAX_FRAME_NUMBER:
+        raise ValueError(
+            f"frame {str(frame)[:24]} is out of range; frames go from {-MAX_FRAME_NUMBER} "
+            f"to {MAX_FRAME_NUMBER}"
+        )
+
+
 def _dedupe(frames: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(frames))
 
@@ -122,12 +140,17 @@ def _parse(spec: str) -> tuple[int, ...]:
                 f"cannot read frame item {raw.strip()!r}; write a frame (7), a range (1-100) "
                 f"or a range with a step (1-100x5), separated by commas"
             )
-        first = int(match.group(1))
+        try:
+            first = int(match.group(1))
+            last = int(match.group(2)) if match.group(2) is not None else first
+            step = int(match.group(3)) if match.group(3) is not None else 1
+        except ValueError:  # more digits than int() accepts
+            raise ValueError(f"frame item {item[:40]!r} is out of range") from None
+        _check_number(first)
+        _check_number(last)
         if match.group(2) is None:
             frames.append(first)
         else:
-            last = int(match.group(2))
-            step = int(match.group(3)) if match.group(3) is not None else 1
             if last < first:
                 raise ValueError(f"range {item!r} runs backwards; write it as '{last}-{first}'")
             if step <= 0:

@@ -41,9 +41,11 @@ def read_chunk(path: Path, offset: int, limit: int = LOG_CHUNK_LIMIT) -> tuple[s
         raise InvalidRequestError("offset must be 0 or more", field="offset")
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if offset >= size:  # nothing to read; seeking that far may be EINVAL
+                return "", offset, size
             f.seek(offset)
             data = f.read(limit)
-            size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         return "", offset, 0
     data = complete_utf8(data)

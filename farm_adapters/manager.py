@@ -21,11 +21,14 @@ studio plug-in takes over its backend name.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -53,6 +56,8 @@ __all__ = [
     "FarmPluginManager",
     "get_plugin_manager",
 ]
+
+_log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 AUTOLOAD_ENV = "FARM_ADAPTERS_DISABLE_AUTOLOAD"
@@ -175,6 +180,9 @@ class FarmPluginManager:
         self._backends: dict[str, BackendInfo] = {}
         self._registry: list[tuple[str, type[FarmPlugin] | Any, str]] = []
         self._collected = False
+        #: Called with one line when a hook implementation raises; the failure is
+        #: isolated (other implementations still run). Default: a logged warning.
+        self.on_hook_error: Callable[[str], None] = _log.warning
 
     # -- loading -----------------------------------------------------------------------
 
@@ -287,7 +295,7 @@ class FarmPluginManager:
 
             try:
                 impl.function(register=register)
-            except Exception as exc:
+            except Exception as exc:  # a plug-in's bug is recorded, never raised
                 self._record_load_error(f"{origin} failed to register its backends", origin, exc)
         for name, cls, origin in self._registry:
             self._add_backend(cls, name, origin)
@@ -426,6 +434,73 @@ class FarmPluginManager:
     def hook(self) -> Any:
         """The pluggy hook relay (``manager.hook.farm_adapters_job_state_changed(...)``)."""
         return self.pm.hook
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of a notification hook, each in isolation.
+
+        An implementation that raises is reported through :attr:`on_hook_error` (one
+        line naming the plug-in and its origin) and the next one still runs: a broken
+        notifier must not stop a wait on a job already on the farm.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                continue
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames if name in kwargs})
+            except Exception as exc:
+                origin = self._origins.get(impl.plugin_name, impl.plugin_name)
+                self.on_hook_error(
+                    f"hook {hook_name} of {origin} raised {type(exc).__name__}: {exc}; "
+                    f"ignored (a bug in that plug-in)"
+                )
+
+    def blame(self, exc: BaseException) -> str | None:
+        """Which plug-in an unexpected exception came from, as ``"backend 'x' from
+        <origin>"`` or ``"plug-in <origin>"``; None when no plug-in code is on its
+        traceback (then it is farm-adapters' own bug).
+
+        The innermost frame that belongs to a plug-in's module (or that module's
+        package) decides.
+        """
+        backends = [info for info in self._backends.values() if info._cls is not None]
+        owners: list[tuple[str, str]] = [  # (module prefix, description)
+            (_owning_package(info._cls.__module__), f"backend {info.name!r} from {info.origin}")
+            for info in backends
+            if info._cls is not None
+        ]
+        for plugin in self.pm.get_plugins():
+            module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+            name = self.pm.get_name(plugin) or ""
+            owners.append((_owning_package(module), f"plug-in {self._origins.get(name, name)}"))
+        frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+        for frame in reversed(frames):
+            module = frame.f_globals.get("__name__", "")
+            if not any(p and (module == p or module.startswith(p + ".")) for p, _ in owners):
+                continue
+            # One file may hold several backends: the instance the frame runs on decides.
+            this = frame.f_locals.get("cls")  # a classmethod such as availability()
+            if not isinstance(this, type):
+                this = type(frame.f_locals.get("self"))
+            for info in backends:
+                if info._cls is this:
+                    return f"backend {info.name!r} from {info.origin}"
+            for prefix, who in owners:
+                if prefix and (module == prefix or module.startswith(prefix + ".")):
+                    return who
+        return None
+
+
+def _owning_package(module: str) -> str:
+    """The package a plug-in module belongs to (the module itself when it is top-level
+    or a package); never the core ``farm_adapters`` package itself."""
+    loaded = sys.modules.get(module)
+    if loaded is not None and hasattr(loaded, "__path__"):
+        return module
+    package = module.rpartition(".")[0]
+    if not package or package == "farm_adapters":
+        return module
+    return package
 
 
 def _split_names(value: str) -> list[str]:

@@ -158,10 +158,40 @@ class Command(BaseModel):
             ]
         return value
 
+    @field_validator("argv")
+    @classmethod
+    def _argv_has_no_nul(cls, value: list[str]) -> list[str]:
+        for i, arg in enumerate(value):
+            if "\0" in arg:
+                raise ValueError(
+                    f"argument {i} holds a NUL byte, which no process can receive; remove it"
+                )
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd_has_no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("cwd holds a NUL byte, which no path can contain; remove it")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_portable(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_environment(value)
+
     @model_validator(mode="after")
     def _shell_script_is_one_string(self) -> Command:
         if self.shell and len(self.argv) != 1:
             raise ValueError("with shell = true, argv holds exactly one string: the script to run")
+        return self
+
+    @model_validator(mode="after")
+    def _format_widths_are_bounded(self) -> Command:
+        for text in _command_texts(self):
+            for match in _TOKEN_RE.finditer(text):
+                if match.group(4):
+                    _check_format_spec(match.group(3), match.group(4))
         return self
 
     def resolved_argv(self) -> list[str]:
@@ -187,9 +217,32 @@ class Requirements(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict, description="backend-specific")
 
 
+#: What an environment variable name may be: POSIX shells refuse anything else
+#: (``sh -c 'export É=1'`` fails), and ``=`` or NUL cannot be passed at all.
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` unchanged if every name matches :data:`ENV_NAME_RE` and no value holds
+    a NUL byte; else ValueError naming the variable and the fix."""
+    for name, value in env.items():
+        if not ENV_NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid environment variable name: use ASCII letters, "
+                f"digits and '_', not starting with a digit (e.g. RENDER_QUALITY)"
+            )
+        if "\0" in value:
+            raise ValueError(f"the value of {name} holds a NUL byte, which no process can receive")
+    return dict(env)
+
+
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: The tokens substituted in argv, cwd and env by :meth:`JobRequest.tasks`.
 FRAME_TOKENS = ("frame", "start", "end", "frames")
+#: The widest field a token's format spec may ask for (``{frame:04d}`` asks for 4): a
+#: typo such as ``{frame:0999999999d}`` must not build gigabyte arguments.
+MAX_FORMAT_WIDTH = 64
+_SPEC_NUMBER_RE = re.compile(r"\d+")
 _TOKEN_RE = re.compile(
     r"\{\{(frame|start|end|frames|folder|context)((?::[^{}]*)?)\}\}"
     r"|\{(frame|start|end|frames|folder|context)(?::([^{}]*))?\}"
@@ -240,10 +293,7 @@ class JobRequest(BaseModel):
     @field_validator("environment")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not key or "=" in key or "\0" in key:
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-        return value
+        return check_environment(value)
 
     @model_validator(mode="after")
     def _check_tokens(self) -> JobRequest:
@@ -323,6 +373,17 @@ class Task:
         return f"task {self.index} (frames {self.frames[0]}-{self.frames[-1]})"
 
 
+def _check_format_spec(token: str, spec: str) -> None:
+    """Refuse a format spec asking for a field wider (or a precision longer) than
+    :data:`MAX_FORMAT_WIDTH`; the digits in a spec are its fill, width and precision."""
+    for number in _SPEC_NUMBER_RE.findall(spec):
+        if len(number) > 3 or int(number) > MAX_FORMAT_WIDTH:
+            raise ValueError(
+                f"{{{token}:{spec[:40]}}} asks for {number.lstrip('0')[:20]} characters; "
+                f"at most {MAX_FORMAT_WIDTH}: write e.g. {{{token}:04d}}"
+            )
+
+
 def _command_texts(command: Command) -> Iterable[str]:
     yield from command.argv
     if command.cwd:
@@ -343,6 +404,7 @@ def _replace(text: str, values: Mapping[str, Any]) -> str:
         value = values[token]
         if spec:
             try:
+                _check_format_spec(token, spec)
                 return format(value, spec)
             except (ValueError, TypeError) as exc:
                 raise InvalidRequestError(
@@ -353,11 +415,28 @@ def _replace(text: str, values: Mapping[str, Any]) -> str:
     return _TOKEN_RE.sub(one, text)
 
 
+#: The longest single argument or environment value a task may get after substitution:
+#: Linux's MAX_ARG_STRLEN (32 pages), beyond which the program cannot even be started.
+MAX_ARGUMENT_LENGTH = 128 * 1024
+
+
+def _bounded(text: str) -> str:
+    if len(text) > MAX_ARGUMENT_LENGTH:
+        raise InvalidRequestError(
+            f"invalid job request: commands: an argument grows to {len(text):,} "
+            f"characters once {{frames}} and the other tokens are substituted; at most "
+            f"{MAX_ARGUMENT_LENGTH:,} can be passed to a program: use a smaller "
+            f"chunk_size, or {{start}} and {{end}} instead of {{frames}}",
+            field="commands",
+        )
+    return text
+
+
 def _substitute(command: Command, values: Mapping[str, Any]) -> Command:
     return Command.model_construct(
-        argv=[_replace(a, values) for a in command.argv],
-        cwd=_replace(command.cwd, values) if command.cwd else command.cwd,
-        env={k: _replace(v, values) for k, v in command.env.items()},
+        argv=[_bounded(_replace(a, values)) for a in command.argv],
+        cwd=_bounded(_replace(command.cwd, values)) if command.cwd else command.cwd,
+        env={k: _bounded(_replace(v, values)) for k, v in command.env.items()},
         shell=command.shell,
     )
 

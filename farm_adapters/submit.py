@@ -152,7 +152,8 @@ def wait(
 
     The interval starts at ``poll_interval`` and grows to ``max_interval`` while nothing
     changes. ``on_update`` sees every poll's job; ``manager``'s
-    ``farm_adapters_job_state_changed`` hook is called on every state change. Raises
+    ``farm_adapters_job_state_changed`` hook is called on every state change (a hook
+    that raises is reported through ``manager.on_hook_error`` and skipped). Raises
     :class:`~farm_adapters.errors.WaitTimeoutError` after ``timeout`` seconds (the job
     goes on).
     """
@@ -165,9 +166,9 @@ def wait(
         if on_update is not None:
             on_update(job)
         if job.state != previous:
-            if manager is not None:
-                manager.hook.farm_adapters_job_state_changed(
-                    job=job, previous=previous, backend=backend
+            if manager is not None:  # each hook isolated: the job is on the farm already
+                manager.notify(
+                    "farm_adapters_job_state_changed", job=job, previous=previous, backend=backend
                 )
             previous = job.state
             interval = poll_interval

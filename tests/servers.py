@@ -41,23 +41,37 @@ def wait_port(port: int, timeout: float = 15) -> None:
             time.sleep(0.05)
 
 
-def keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+def keygen(path: Path, kind: str = "ed25519") -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
 
 
 class OpenSshServer:
-    """``sshd`` on 127.0.0.1 with a host key, one authorized client key and SFTP."""
+    """``sshd`` on 127.0.0.1 with a host key, one authorized client key and SFTP.
+
+    ``host_key_types``: the server's host keys; ``known_hosts`` lists only the first.
+    """
 
     kind = "openssh"
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        *,
+        host_key_types: tuple[str, ...] = ("ed25519",),
+    ) -> None:
         self.dir = folder
         self.port = port or free_port()
         self.host_key = folder / "host_key"
         self.client_key = folder / "client_key"
         if not self.host_key.exists():
-            keygen(self.host_key)
+            keygen(self.host_key, host_key_types[0])
             keygen(self.client_key)
+        self.host_keys = [self.host_key]
+        for kind in host_key_types[1:]:
+            self.host_keys.append(folder / f"host_key_{kind}")
+            if not self.host_keys[-1].exists():
+                keygen(self.host_keys[-1], kind)
         # sshd reads authorized_keys as the user logging in: keep it where any user can.
         keys_dir = Path(tempfile.gettempdir()) / f"fa-sshd-keys-{os.getpid()}"
         keys_dir.mkdir(mode=0o755, exist_ok=True)
@@ -78,7 +92,7 @@ class OpenSshServer:
                 [
                     f"Port {self.port}",
                     "ListenAddress 127.0.0.1",
-                    f"HostKey {self.host_key}",
+                    *(f"HostKey {key}" for key in self.host_keys),
                     f"PidFile {self.dir / 'sshd.pid'}",
                     f"AuthorizedKeysFile {self.authorized_keys}",
                     "PermitRootLogin prohibit-password",

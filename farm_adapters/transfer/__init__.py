@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
 
+from pydantic import SecretStr
+
 from ..errors import ConfigurationError, InvalidRequestError
 from ..plugin import ProgressCallback, TransferProgress
 
@@ -33,6 +35,7 @@ __all__ = [
     "PlannedFile",
     "ProgressTracker",
     "TransferReport",
+    "as_secret",
     "make_transfer",
     "plan_upload",
     "remote_join",
@@ -167,6 +170,14 @@ def plan_upload(paths: Sequence[str]) -> list[PlannedFile]:
     for item in planned:
         remote_join("/", item.relative)  # every name is safe before anything is sent
     return planned
+
+
+def as_secret(value: str | SecretStr | None) -> SecretStr | None:
+    """A password kept as :class:`~pydantic.SecretStr` (shown as ``'**********'`` by
+    ``repr``, logs and tracebacks with locals) until the moment it is sent."""
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -22,12 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr
+
 from ..errors import AuthenticationError, TransferError
 from ..plugin import ProgressCallback
 from . import (
     PlannedFile,
     ProgressTracker,
     TransferReport,
+    as_secret,
     check_inside,
     plan_upload,
     remote_join,
@@ -48,7 +51,7 @@ class FtpTransfer:
         *,
         port: int = 21,
         user: str = "anonymous",
-        password: str = "",
+        password: str | SecretStr = "",
         ca_file: str | None = None,
         verify: bool = True,
         root: str | None = None,
@@ -58,7 +61,8 @@ class FtpTransfer:
         self.host = host
         self.port = int(port)
         self.user = user
-        self.password = password
+        #: Kept secret until the login sends it.
+        self.password: SecretStr = as_secret(password) or SecretStr("")
         self.ca_file = ca_file
         self.verify = verify
         self.root = root
@@ -83,7 +87,9 @@ class FtpTransfer:
         ftp = ftplib.FTP_TLS(context=self._context(), timeout=self.timeout)
         try:
             ftp.connect(self.host, self.port)
-            ftp.login(self.user, self.password)  # AUTH TLS comes first: login is encrypted
+            ftp.login(
+                self.user, self.password.get_secret_value()
+            )  # AUTH TLS comes first: login is encrypted
             ftp.prot_p()
         except ftplib.error_perm as exc:
             with contextlib.suppress(Exception):

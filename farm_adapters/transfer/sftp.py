@@ -1,8 +1,10 @@
 """SFTP storage through paramiko (imported when a connection is made).
 
-Security: the server's host key must be in ``known_hosts`` (OpenSSH format); an unknown
-key is refused unless the target sets ``accept_new_host_key`` (then it is recorded), and
-a changed key is always refused. Authentication by key file, SSH agent or password (a
+Security: the server's host key must be in ``known_hosts`` (OpenSSH format). As OpenSSH
+does, only the key types known for the host are asked for, so a host known by its RSA
+key is checked against that key. A host with no known key is refused unless the target
+sets ``accept_new_host_key`` (then its key is recorded); a changed key, or a new key type
+for a host already known, is always refused. Authentication by key file, SSH agent or password (a
 secret reference).
 
 Speed (see ``shared/reference/test-infrastructure.md`` for the measurements behind it):
@@ -38,12 +40,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
+from pydantic import SecretStr
+
 from ..errors import AuthenticationError, ConfigurationError, TransferError
 from ..plugin import ProgressCallback
 from . import (
     PlannedFile,
     ProgressTracker,
     TransferReport,
+    as_secret,
     check_inside,
     plan_upload,
     remote_join,
@@ -59,6 +64,8 @@ TAR_MIN_FILES = 32
 TAR_MAX_AVERAGE = 1 << 20
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 RECONNECTS = 3
+#: Host key algorithms whose keys known_hosts lists under another name.
+_HOST_KEY_FAMILY = {"rsa-sha2-512": "ssh-rsa", "rsa-sha2-256": "ssh-rsa"}
 
 
 class _Conn:
@@ -83,7 +90,7 @@ class SftpTransfer:
         port: int = 22,
         user: str | None = None,
         key_file: str | None = None,
-        password: str | None = None,
+        password: str | SecretStr | None = None,
         known_hosts: str = "~/.ssh/known_hosts",
         accept_new_host_key: bool = False,
         use_agent: bool = True,
@@ -101,7 +108,8 @@ class SftpTransfer:
         self.port = int(port)
         self.user = user or getpass.getuser()
         self.key_file = os.path.expanduser(key_file) if key_file else None
-        self.password = password
+        #: Kept secret until :meth:`_authenticate` sends it.
+        self.password = as_secret(password) or None
         self.known_hosts = os.path.expanduser(known_hosts)
         self.accept_new_host_key = accept_new_host_key
         self.use_agent = use_agent
@@ -130,6 +138,8 @@ class SftpTransfer:
     def _connect(self) -> _Conn:
         import paramiko
 
+        hosts = self._known_hosts()
+        known = hosts.lookup(self.where)
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
@@ -141,38 +151,71 @@ class SftpTransfer:
             options = transport.get_security_options()
             preferred = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
             options.ciphers = tuple(preferred + [c for c in options.ciphers if c not in preferred])
-            transport.start_client(timeout=self.timeout)
-            self._check_host_key(transport.get_remote_server_key())
+            if known is not None:
+                # As OpenSSH does: ask only for the key types known_hosts holds for this
+                # host, so a host known by its RSA key is not asked for its ed25519 one
+                # (which could not be checked, and must not be added behind our back).
+                options.key_types = self._known_key_types(options.key_types, set(known.keys()))
+            try:
+                transport.start_client(timeout=self.timeout)
+            except paramiko.SSHException as exc:
+                if known is not None and "host key" in str(exc).lower():
+                    raise TransferError(
+                        f"storage {self.where}: the server offers none of the host key "
+                        f"types {self.known_hosts} holds for it ({', '.join(sorted(known))}); "
+                        f"the host key may have CHANGED, which may be an attack. If the "
+                        f"server was reinstalled, remove the old key with `ssh-keygen -R "
+                        f"'{self.where}' -f {self.known_hosts}`, then add the new one"
+                    ) from exc
+                raise
+            self._check_host_key(transport.get_remote_server_key(), hosts, known)
             self._authenticate(transport)
             sftp = paramiko.SFTPClient.from_transport(transport)
             if sftp is None:
                 raise TransferError(f"storage {self.where}: the server refused the sftp subsystem")
             return _Conn(transport, sftp)
-        except (TransferError, AuthenticationError):
+        except (TransferError, AuthenticationError, ConfigurationError):
             transport.close()
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport.close()
             raise TransferError(f"storage {self.where}: SSH failed: {exc}") from exc
 
-    def _check_host_key(self, key: Any) -> None:
+    def _known_hosts(self) -> Any:
         import paramiko
 
         hosts = paramiko.HostKeys()
         if os.path.exists(self.known_hosts):
             try:
                 hosts.load(self.known_hosts)
-            except (OSError, paramiko.SSHException) as exc:
+            except (OSError, paramiko.SSHException, ValueError) as exc:
                 raise ConfigurationError(
                     f"cannot read known_hosts {self.known_hosts}: {exc}"
                 ) from exc
-        known = hosts.lookup(self.where)
+        return hosts
+
+    def _known_key_types(self, offered: Sequence[str], known: set[str]) -> tuple[str, ...]:
+        """The host key algorithms to offer for a host whose known keys are ``known``
+        (known_hosts key types: ``ssh-rsa`` stands for the rsa-sha2 signatures too)."""
+        keep = tuple(t for t in offered if _HOST_KEY_FAMILY.get(t, t) in known)
+        if not keep:
+            raise TransferError(
+                f"storage {self.where}: {self.known_hosts} holds only "
+                f"{', '.join(sorted(known))} key(s) for this host, which this client cannot "
+                f"check; add the host's ed25519, ecdsa or rsa key with `ssh-keyscan -p "
+                f"{self.port} {self.host} >> {self.known_hosts}` after verifying it"
+            )
+        return keep
+
+    def _check_host_key(self, key: Any, hosts: Any, known: Any) -> None:
         fingerprint = "SHA256:" + base64.b64encode(
             hashlib.sha256(key.asbytes()).digest()
         ).decode().rstrip("=")
-        if known is not None and key.get_name() in known:
-            if known[key.get_name()] == key:
+        if known is not None:
+            if key.get_name() in known and known[key.get_name()] == key:
                 return
+            # A host with a known key only ever matches it: accept_new_host_key is for
+            # hosts with no known key at all, never a second key type.
             raise TransferError(
                 f"storage {self.where}: the host key CHANGED (now {key.get_name()} "
                 f"{fingerprint}); this may be an attack. If the server was reinstalled, remove "
@@ -214,7 +257,7 @@ class SftpTransfer:
         if not transport.is_authenticated() and self.password:
             tried.append("a password")
             with contextlib.suppress(paramiko.AuthenticationException):
-                transport.auth_password(self.user, self.password)
+                transport.auth_password(self.user, self.password.get_secret_value())
         if not transport.is_authenticated():
             raise AuthenticationError(
                 f"storage {self.where}: authentication failed for user {self.user!r} "
@@ -485,7 +528,7 @@ class SftpTransfer:
             "port": self.port,
             "user": self.user,
             "key_file": self.key_file,
-            "password": self.password,
+            "password": self.password.get_secret_value() if self.password else None,
             "known_hosts": self.known_hosts,
             "use_agent": self.use_agent,
             "connections": 1,
