@@ -107,8 +107,6 @@ class Journal:
             try:
                 conn = _connect_readonly(self.path)
             except sqlite3.Error as exc:
-                if conn is not None:
-                    conn.close()
                 if "no such table" in str(exc):
                     yield None  # created, never written
                     return

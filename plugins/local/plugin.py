@@ -555,7 +555,6 @@ class LocalPlugin(FarmPlugin):
                     f"restarting it",
                     field="job_id",
                 )
-            conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Checked again under the write lock: of two restarts at once, the
