@@ -66,6 +66,7 @@ class Journal:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else data_dir() / "journal.sqlite3"
+        self._default = path is None
         self._local = threading.local()
 
     @contextmanager
@@ -79,6 +80,8 @@ class Journal:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
                 if os.stat(self.path).st_mode & 0o077:  # made by an older version
                     os.chmod(self.path, 0o600)
+                if self._default:  # the data folder: ours alone, whoever made it
+                    _tighten(self.path.parent)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
@@ -183,6 +186,14 @@ def _private_dir(path: Path) -> None:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(folder, 0o700)
+
+
+def _tighten(folder: Path) -> None:
+    """Make an existing folder of ours owner-only (older versions made it 0755)."""
+    with contextlib.suppress(OSError):
+        st = os.stat(folder)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(folder, 0o700)
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:

@@ -383,3 +383,16 @@ def test_state_journal_and_logs_are_readable_by_their_owner_only(
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
     backend.close()
+
+
+def test_an_older_world_readable_data_folder_is_made_private(isolated_home: Path) -> None:
+    root = isolated_home / "local"
+    root.mkdir(parents=True, mode=0o755)
+    os.chmod(isolated_home, 0o755)  # as an older version left them
+    os.chmod(root, 0o755)
+    backend = get_plugin_manager().create_backend("local", {"slots": 1})
+    job = submit(backend, {"commands": [["true"]]})
+    assert wait(backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is JobState.COMPLETED
+    for folder in (isolated_home, root):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    backend.close()

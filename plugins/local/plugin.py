@@ -100,6 +100,8 @@ class LocalPlugin(FarmPlugin):
                 with self._init_lock:
                     if not self._initialised:
                         store.init(self.db_path).close()
+                        if self.settings.root is None:  # type: ignore[attr-defined]
+                            store.tighten(self.root)  # the default one: ours alone
                         self._initialised = True
                 conn = store.connect(self.db_path)
                 self._local.conn = conn

@@ -74,6 +74,14 @@ def private_file(path: Path) -> None:
         os.chmod(path, 0o600)
 
 
+def tighten(folder: Path) -> None:
+    """Make an existing folder of ours owner-only (older versions made them 0755)."""
+    with contextlib.suppress(OSError):
+        st = os.stat(folder)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(folder, 0o700)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, patient with
     concurrent writers."""
