@@ -7,8 +7,10 @@ backend that hold it. It lives in SQLite (WAL), safe for a DCC and the CLI at on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from ._paths import data_dir
 from .errors import ConfigurationError
@@ -63,14 +66,22 @@ class Journal:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else data_dir() / "journal.sqlite3"
+        self._default = path is None
         self._local = threading.local()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection that may write: the folder (0700) and the file (0600) are
+        created if missing, since records name jobs and their contexts."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _private_dir(self.path.parent)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                if os.stat(self.path).st_mode & 0o077:  # made by an older version
+                    os.chmod(self.path, 0o600)
+                if self._default:  # the data folder: ours alone, whoever made it
+                    _tighten(self.path.parent)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
@@ -80,6 +91,33 @@ class Journal:
                     "FARM_ADAPTERS_DATA_DIR to a writable folder"
                 ) from exc
             self._local.conn = conn
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"job journal {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection that never writes, so reading works on a full disk or a
+        read-only folder; None when there is no journal yet (nothing is created)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = getattr(self._local, "ro", None)
+        if conn is None:
+            if not self.path.exists():
+                yield None
+                return
+            try:
+                conn = _connect_readonly(self.path)
+            except sqlite3.Error as exc:
+                if "no such table" in str(exc):
+                    yield None  # created, never written
+                    return
+                raise ConfigurationError(
+                    f"cannot read the job journal {self.path}: {exc}; check the file's "
+                    "permissions, or set FARM_ADAPTERS_DATA_DIR to another folder"
+                ) from exc
+            self._local.ro = conn
         try:
             yield conn
         except sqlite3.Error as exc:
@@ -108,13 +146,17 @@ class Journal:
         if target is not None:
             sql += " AND target = ?"
             args += (target,)
-        with self._connect() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return None
             row = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT 1", args).fetchone()
         return JournalEntry(*row) if row else None
 
     def find_by_context(self, render_context: str) -> JournalEntry | None:
         """The job submitted with this render context, if any."""
-        with self._connect() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return None
             row = conn.execute(
                 "SELECT * FROM jobs WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
                 (render_context,),
@@ -128,6 +170,48 @@ class Journal:
         if target is not None:
             sql += " WHERE target = ?"
             args = (target,)
-        with self._connect() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return []
             rows = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
             return [JournalEntry(*r) for r in rows.fetchall()]
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents readable by the owner only (0700)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+
+
+def _tighten(folder: Path) -> None:
+    """Make an existing folder of ours owner-only (older versions made it 0755)."""
+    with contextlib.suppress(OSError):
+        st = os.stat(folder)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(folder, 0o700)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes. When not even the shared-memory index can be
+    made (a full disk, and no other process has the journal open, so all of it is in
+    the main file), the file is read as immutable."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
+        conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as exc:
+        if conn is not None:
+            conn.close()
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if not name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL")):
+            raise
+    conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
+    conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+    return conn

@@ -91,9 +91,8 @@ def test_six_frames_complete_with_every_line_in_the_job_log(local_backend: Any) 
         assert f"rendering frame {frame}\n" in log
     path = local_backend.get_render_log_filename(job.id)
     assert path is not None and Path(path).read_text() == log
-    # one file per task too
-    task_log = Path(path).parent / "task-00003.log"
-    assert task_log.read_text() == "rendering frame 4\n"
+    # each task's own output too (stored once, in the job's log)
+    assert local_backend.get_task_log(job.id, 3).text == "rendering frame 4\n"
 
 
 def test_one_failing_frame_fails_the_job_and_the_log_shows_the_code(local_backend: Any) -> None:

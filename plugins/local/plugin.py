@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from farm_adapters import (
 )
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import BackendUnavailableError, SubmitError
-from farm_adapters.logfile import read_chunk
+from farm_adapters.logfile import LOG_CHUNK_LIMIT, complete_utf8, read_chunk
 from farm_adapters.plugin import ProgressCallback
 
 from . import machine, store
@@ -100,6 +100,8 @@ class LocalPlugin(FarmPlugin):
                 with self._init_lock:
                     if not self._initialised:
                         store.init(self.db_path).close()
+                        if self.settings.root is None:  # type: ignore[attr-defined]
+                            store.tighten(self.root)  # the default one: ours alone
                         self._initialised = True
                 conn = store.connect(self.db_path)
                 self._local.conn = conn
@@ -110,15 +112,39 @@ class LocalPlugin(FarmPlugin):
                 f"writable, or set `root` in the target's settings"
             ) from exc
 
+    @contextmanager
+    def _read_db(self) -> Iterator[sqlite3.Connection]:
+        """A connection that never writes, for queries: they keep working on a full
+        disk or a read-only mount. (A query that finds an orphaned job still writes
+        its end through :meth:`_db`.)"""
+        if not self.db_path.exists():
+            with self._db() as writer:
+                yield writer
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "ro", None)
+        try:
+            if conn is None:
+                conn = store.connect_readonly(self.db_path)
+                self._local.ro = conn
+            yield conn
+        except (sqlite3.Error, OSError) as exc:
+            raise BackendUnavailableError(
+                f"local backend state {self.db_path}: {exc}; check that the file is "
+                f"readable, or set `root` in the target's settings"
+            ) from exc
+
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        for attr in ("conn", "ro"):
+            conn = getattr(self._local, attr, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, attr, None)
 
     # -- stage 1: files ----------------------------------------------------------------
 
     def create_temporary_folder(self, render_context: str) -> str:
+        with suppress(OSError):  # the root holds job environments: owner only
+            store.private_dir(self.root)
         return self.make_temporary_folder(render_context, self.folders)
 
     def copy_render_files(
@@ -254,9 +280,10 @@ class LocalPlugin(FarmPlugin):
     def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
         import subprocess
 
-        log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with open(log_dir / "supervisor.log", "ab") as out:
+            store.private_dir(log_dir)
+            fd = os.open(log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "ab") as out:
                 proc = subprocess.Popen(
                     [
                         sys.executable,
@@ -336,6 +363,7 @@ class LocalPlugin(FarmPlugin):
         state = "stopped" if stop_requested else "failed"
         if stop_requested:
             reason = "stopped by request"
+        conn = self._writer()  # queries read through a read-only connection
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = conn.execute(
@@ -367,10 +395,17 @@ class LocalPlugin(FarmPlugin):
         self._append_job_log(Path(row[11]), f"[farm-adapters] {state}: {reason}\n")
         return True
 
+    def _writer(self) -> sqlite3.Connection:
+        """This thread's connection that may write (errors map in the caller's
+        ``with self._db()`` or ``with self._read_db()``)."""
+        with self._db() as conn:
+            return conn
+
     def _append_job_log(self, log_dir: Path, text: str) -> None:
         try:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            with open(log_dir / "job.log", "a", encoding="utf-8") as f:
+            store.private_dir(log_dir)
+            fd = os.open(log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "a", encoding="utf-8") as f:
                 f.write(text)
         except OSError:
             pass  # the state in the database is what matters; the log line is a courtesy
@@ -411,7 +446,7 @@ class LocalPlugin(FarmPlugin):
         return job
 
     def get_job(self, job_id: str) -> Job:
-        with self._db() as conn:
+        with self._read_db() as conn:
             row = self._job_row(conn, job_id)
             counts = self._counts(conn, job_id)
             if self._settle_if_orphaned(conn, row, counts):
@@ -420,7 +455,7 @@ class LocalPlugin(FarmPlugin):
             return self._job_from(row, counts)
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
-        with self._db() as conn:
+        with self._read_db() as conn:
             rows = [
                 tuple(r)
                 for r in conn.execute(f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC")
@@ -441,14 +476,14 @@ class LocalPlugin(FarmPlugin):
         return [j for j in jobs if wanted is None or j.state in wanted]
 
     def get_render_log_filename(self, job_id: str) -> str | None:
-        with self._db() as conn:
+        with self._read_db() as conn:
             row = self._job_row(conn, job_id)
         path = Path(row[11]) / "job.log"
         return str(path) if path.exists() else None
 
     def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
         job = self.get_job(job_id)
-        with self._db() as conn:
+        with self._read_db() as conn:
             row = self._job_row(conn, job_id)
         path = Path(row[11]) / "job.log"
         try:
@@ -461,6 +496,41 @@ class LocalPlugin(FarmPlugin):
             offset=offset,
             next_offset=next_offset,
             complete=job.state.final and next_offset >= size,
+        )
+
+    def get_task_log(self, job_id: str, task: int, offset: int = 0) -> LogChunk:
+        """One task's output (every run of it), from byte ``offset`` of that output.
+
+        Output is stored once, in the job's log; ``task-00003.idx`` beside it lists the
+        byte ranges that are task 3's. ``complete`` once the task has ended and all
+        of it is read."""
+        if offset < 0:
+            raise InvalidRequestError("offset must be 0 or more", field="offset")
+        with self._read_db() as conn:
+            row = self._job_row(conn, job_id)
+            found = conn.execute(
+                "SELECT state FROM tasks WHERE job_id = ? AND idx = ?", (job_id, task)
+            ).fetchone()
+        if found is None:
+            raise InvalidRequestError(
+                f"job {job_id} has no task {task}; tasks are numbered from 0", field="task"
+            )
+        final = JobState(found[0]).final
+        log_dir = Path(row[11])
+        try:
+            data, size = _read_task_output(log_dir, task, offset, LOG_CHUNK_LIMIT)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"cannot read the log of task {task} in {log_dir}: {exc}"
+            ) from exc
+        data = complete_utf8(data)
+        next_offset = offset + len(data)
+        return LogChunk(
+            job_id=job_id,
+            text=data.decode("utf-8", errors="replace"),
+            offset=offset,
+            next_offset=next_offset,
+            complete=final and next_offset >= size,
         )
 
     # -- control -----------------------------------------------------------------------
@@ -489,7 +559,17 @@ class LocalPlugin(FarmPlugin):
                 )
             conn.execute("BEGIN IMMEDIATE")
             try:
-                everything = job.state is JobState.COMPLETED
+                # Checked again under the write lock: of two restarts at once, the
+                # second finds the first's queued tasks and is refused.
+                counts = self._counts(conn, job_id)
+                if not all(s.final for s in counts):
+                    conn.execute("ROLLBACK")
+                    raise InvalidRequestError(
+                        f"job {job_id} was restarted meanwhile (by another process); "
+                        f"follow it, or stop it before restarting it again",
+                        field="job_id",
+                    )
+                everything = set(counts) == {JobState.COMPLETED}
                 conn.execute(
                     "UPDATE tasks SET state = 'queued', retries = 0, exit_code = NULL, "
                     "pid = NULL, finished_at = NULL, message = '' WHERE job_id = ?"
@@ -503,6 +583,8 @@ class LocalPlugin(FarmPlugin):
                     (time.time(), job_id),
                 )
                 conn.execute("COMMIT")
+            except InvalidRequestError:
+                raise
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -542,3 +624,33 @@ class LocalPlugin(FarmPlugin):
             )
         )
         return results
+
+
+def _read_task_output(log_dir: Path, task: int, offset: int, limit: int) -> tuple[bytes, int]:
+    """At most ``limit`` bytes of one task's output from ``offset``, and its size."""
+    from .supervisor import SEGMENT
+
+    index = log_dir / f"task-{task:05d}.idx"
+    try:
+        raw = index.read_bytes()
+    except FileNotFoundError:
+        # A job run before output was stored once kept a whole file per task.
+        text, _, size = read_chunk(log_dir / f"task-{task:05d}.log", offset, limit)
+        return text.encode(), size
+    segments = [
+        SEGMENT.unpack_from(raw, i) for i in range(0, len(raw) - SEGMENT.size + 1, SEGMENT.size)
+    ]
+    size = sum(length for _, length in segments)
+    out = bytearray()
+    skip = offset
+    with open(log_dir / "job.log", "rb") as log:
+        for start, length in segments:
+            if skip >= length:
+                skip -= length
+                continue
+            log.seek(start + skip)
+            out += log.read(min(length - skip, limit - len(out)))
+            skip = 0
+            if len(out) >= limit:
+                break
+    return bytes(out), size

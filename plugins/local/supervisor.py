@@ -7,15 +7,18 @@ its own (``setsid``), so closing the DCC or the terminal does not stop the rende
 
 One supervisor runs all of a job's tasks (never one interpreter per task): each
 task's commands run in order as real processes, each in its own process group, with
-output teed to the task's log and, line by line, to the job's log. CPU slots and GPU
-ids are machine-wide ``flock`` tokens shared by every supervisor. Task states are
-written to SQLite in small batches; SIGTERM (or ``stop_requested``) stops the job:
-SIGTERM to every task's group, SIGKILL after the grace period.
+output written once, line by line, to the job's log; each task's index file
+(``task-00003.idx``) lists the byte ranges of the job's log that are its output. CPU
+slots and GPU ids are machine-wide ``flock`` tokens shared by every supervisor. Task
+states are written to SQLite in small batches, kept and retried while the database is
+locked or the disk is full (the tasks keep running); SIGTERM (or ``stop_requested``)
+stops the job: SIGTERM to every task's group, SIGKILL after the grace period.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -23,6 +26,7 @@ import selectors
 import shlex
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -38,6 +42,16 @@ from .machine import JOB_MARKER_ENV, LockPool, kill_group
 FLUSH_INTERVAL = 0.1  # seconds between batched state writes
 STOP_POLL_INTERVAL = 1.0  # seconds between checks of stop_requested (if a signal is lost)
 SLOT_POLL_INTERVAL = 0.05  # seconds between tries when other jobs hold every slot
+PARTIAL_LINE_LIMIT = 1 << 16  # bytes of an unfinished line kept before writing it out
+PARTIAL_LINE_DELAY = 1.0  # seconds an unfinished line waits before it is written out
+STATE_BUSY_TIMEOUT_MS = 200  # one state write waits this long for a lock, then retries
+STATE_RETRY_MAX = 5.0  # longest pause between retries of a state write
+#: A task's index file: records of (offset, length) in the job's log, little-endian.
+SEGMENT = struct.Struct("<QQ")
+#: SQLite errors a later retry can cure: a lock held elsewhere, a full disk, I/O.
+RETRYABLE_STATE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")
+#: Write errors that lose task output rather than the job: a full disk or quota.
+OUTPUT_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass
@@ -52,8 +66,11 @@ class Run:
     step: int = 0
     proc: subprocess.Popen[bytes] | None = None
     pipe: int | None = None
-    partial: bytes = b""
-    log_fd: int | None = None
+    partial: bytearray = field(default_factory=bytearray)
+    partial_since: float | None = None  # when the unfinished line began
+    log_fd: int | None = None  # the task's index file
+    index_size: int = 0
+    segment: tuple[int, int, int] | None = None  # (record position, offset, end)
     started: float = 0.0
     deadline: float | None = None
     kill_at: float | None = None
@@ -98,7 +115,7 @@ class Supervisor:
             stop_requested,
         ) = row
         self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        store.private_dir(self.log_dir)
         self.job_env = json.loads(environment)
         self.base_env = dict(os.environ)
         self.stop = bool(stop_requested)
@@ -114,6 +131,10 @@ class Supervisor:
         self.by_pipe: dict[int, Run] = {}
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
         self.last_flush = time.monotonic()
+        self.conn.execute(f"PRAGMA busy_timeout = {STATE_BUSY_TIMEOUT_MS}")
+        self.state_failures = 0  # state writes failed in a row (lock held, disk full)
+        self.state_retry_at = 0.0
+        self.lost_output = 0  # bytes of task output a full disk refused
         self.slot_pool = LockPool(self.root / "slots", [f"slot-{i}" for i in range(slots)])
         self.gpu_pool: LockPool | None = None
         if self.gpus:
@@ -121,7 +142,7 @@ class Supervisor:
 
             self.gpu_pool = LockPool(self.root / "gpus", [f"gpu-{g}" for g in gpu_ids()])
         self.job_log = os.open(
-            self.log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            self.log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
         self.selector = selectors.DefaultSelector()
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -129,45 +150,166 @@ class Supervisor:
     # -- logging -----------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        os.write(self.job_log, f"[farm-adapters] {text}\n".encode())
+        self.write_log(f"[farm-adapters] {text}\n".encode())
+
+    def write_log(self, data: bytes) -> tuple[int, int] | None:
+        """Append ``data`` to the job's log; the (offset, end) it landed at, or None if
+        a full disk refused it: then the loss is counted, noted in the job's message,
+        and told in the log once the disk takes writes again. Never raises for that:
+        losing output must not lose the render."""
+        if self.lost_output:
+            note = (
+                f"[farm-adapters] {self.lost_output} byte(s) of output were lost: "
+                f"the disk was full (ENOSPC)\n"
+            ).encode()
+            if self._write_all(note):
+                self.lost_output += len(data)
+                return None
+            self.lost_output = 0
+        lost = self._write_all(data)
+        if lost:
+            if not self.lost_output:
+                self.queue_write(
+                    "UPDATE jobs SET message = ? WHERE id = ?",
+                    (
+                        f"disk full (ENOSPC): task output could not be written to "
+                        f"{self.log_dir / 'job.log'}; free space there",
+                        self.job_id,
+                    ),
+                )
+            self.lost_output += lost
+            return None
+        end = os.lseek(self.job_log, 0, os.SEEK_CUR)  # O_APPEND: just after our bytes
+        return end - len(data), end
+
+    def _write_all(self, data: bytes) -> int:
+        """Write ``data`` to the job's log; how many bytes a full disk refused."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.job_log, view) :]
+            except OSError as exc:
+                if exc.errno not in OUTPUT_WRITE_ERRORS:
+                    raise
+                if len(view) < len(data):  # a torn line: end it so the next starts clean
+                    with contextlib.suppress(OSError):
+                        os.write(self.job_log, b"\n")
+                return len(view)
+        return 0
 
     def task_log(self, run: Run) -> int:
-        """The task's own log, opened (created) on its first output: a task that
+        """The task's index file, opened (created) on its first output: a task that
         prints nothing costs no file."""
         if run.log_fd is None:
             run.log_fd = os.open(
-                self.log_dir / f"task-{run.idx:05d}.log",
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                0o644,
+                self.log_dir / f"task-{run.idx:05d}.idx",
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                0o600,
             )
+            run.index_size = os.fstat(run.log_fd).st_size // SEGMENT.size * SEGMENT.size
+            run.segment = None
         return run.log_fd
 
+    def write_output(self, run: Run, data: bytes) -> None:
+        """Task output, whole lines only: into the job's log (once), and its place
+        into the task's index (a range continuing the task's last one extends it)."""
+        where = self.write_log(data)
+        if where is None:
+            return
+        offset, end = where
+        with contextlib.suppress(OSError):  # a full disk: the job's log still has it
+            fd = self.task_log(run)
+            if run.segment is not None and run.segment[2] == offset:
+                pos, offset = run.segment[0], run.segment[1]
+            else:
+                pos = run.index_size
+            os.pwrite(fd, SEGMENT.pack(offset, end - offset), pos)
+            run.index_size = max(run.index_size, pos + SEGMENT.size)
+            run.segment = (pos, offset, end)
+
     def tee(self, run: Run, data: bytes) -> None:
-        os.write(self.task_log(run), data)
-        data = run.partial + data
-        cut = data.rfind(b"\n") + 1
+        """Output as it comes: complete lines go out at once; ``\n``, ``\r\n`` and a
+        lone ``\r`` (progress bars) each end a line. An unfinished line is written
+        out (ended with a newline) once it reaches PARTIAL_LINE_LIMIT bytes or has
+        waited PARTIAL_LINE_DELAY: memory stays bounded and nothing waits for a
+        newline that may never come. Linear in the output's size."""
+        buf = run.partial
+        scan = max(0, len(buf) - 1)  # only a held-back "\r" can precede the new data
+        buf += data
+        cut = max(buf.rfind(b"\n", scan), buf.rfind(b"\r", scan)) + 1
+        if cut == len(buf) and buf[-1:] == b"\r":  # maybe half of "\r\n": wait
+            cut = max(buf.rfind(b"\n", scan, cut - 1), buf.rfind(b"\r", scan, cut - 1)) + 1
         if cut:
-            os.write(self.job_log, data[:cut])
-        run.partial = data[cut:]
+            self.write_output(run, _lines(bytes(buf[:cut])))
+            del buf[:cut]
+        while len(buf) >= PARTIAL_LINE_LIMIT:
+            self.write_output(run, _lines(bytes(buf[:PARTIAL_LINE_LIMIT])) + b"\n")
+            del buf[:PARTIAL_LINE_LIMIT]
+        if buf and run.partial_since is None:
+            run.partial_since = time.monotonic()
+        elif not buf:
+            run.partial_since = None
+
+    def flush_partial(self, run: Run) -> None:
+        """Write out the task's unfinished line, ended with a newline."""
+        if run.partial:
+            data = _lines(bytes(run.partial))
+            self.write_output(run, data if data.endswith(b"\n") else data + b"\n")
+            run.partial.clear()
+        run.partial_since = None
+
+    def flush_partials(self, now: float) -> None:
+        for run in self.by_pipe.values():
+            if run.partial_since is not None and now - run.partial_since >= PARTIAL_LINE_DELAY:
+                self.flush_partial(run)
 
     # -- state writes ------------------------------------------------------------------
 
     def queue_write(self, sql: str, params: tuple[Any, ...]) -> None:
         self.pending.append((sql, params))
 
-    def flush(self) -> None:
-        self.last_flush = time.monotonic()
+    def flush(self) -> bool:
+        """Write the pending state changes in one transaction; True when none is left.
+
+        While another process holds the database locked longer than a state write
+        waits (a backup, a ``sqlite3`` shell, NFS), or the disk is full, the changes
+        are kept and retried with a growing pause: the tasks keep running meanwhile."""
+        now = self.last_flush = time.monotonic()
         if not self.pending:
-            return
+            return True
+        if now < self.state_retry_at:
+            return False
         pending, self.pending = self.pending, []
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in pending:
-                self.conn.execute(sql, params)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in pending:
+                    self.conn.execute(sql, params)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if not name.startswith(RETRYABLE_STATE_ERRORS):
+                raise
+            self.pending[:0] = pending
+            self.state_failures += 1
+            self.state_retry_at = now + min(
+                STATE_RETRY_MAX, FLUSH_INTERVAL * 2 ** min(self.state_failures, 8)
+            )
+            if self.state_failures == 1:
+                self.say(
+                    f"cannot write the job's state to {self.db_path} ({exc}); the tasks "
+                    f"keep running and their states are written once it can be"
+                )
+            return False
+        if self.state_failures:
+            self.say(f"job state written again after {self.state_failures} retried write(s)")
+            self.state_failures = 0
+            self.state_retry_at = 0.0
+        return True
 
     # -- signals -----------------------------------------------------------------------
 
@@ -309,7 +451,7 @@ class Supervisor:
 
     def finish_step(self, run: Run, code: int, problem: str) -> None:
         if run.partial:
-            self.tee(run, b"\n")
+            self.flush_partial(run)
         if problem:
             self.say(f"{run.label}: {problem}")
         if code == 0 and run.outcome is None and run.step + 1 < len(run.commands):
@@ -386,9 +528,12 @@ class Supervisor:
                 self.signal_run(run, signal.SIGTERM)
 
     def stop_requested_in_db(self) -> bool:
-        row = self.conn.execute(
-            "SELECT stop_requested FROM jobs WHERE id = ?", (self.job_id,)
-        ).fetchone()
+        try:
+            row = self.conn.execute(
+                "SELECT stop_requested FROM jobs WHERE id = ?", (self.job_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return False  # locked or unreadable for now: asked again next time
         return bool(row and row[0])
 
     # -- main loop ---------------------------------------------------------------------
@@ -399,10 +544,11 @@ class Supervisor:
             f"attempt {self.attempt}: {len(self.queue)} task(s) queued, "
             f"{len(self.slot_pool)} slot(s), supervisor pid {os.getpid()}"
         )
-        self.conn.execute(
+        self.queue_write(
             "UPDATE jobs SET started_at = COALESCE(started_at, ?), message = '' WHERE id = ?",
             (time.time(), self.job_id),
         )
+        self.flush()
         stopping = False
         next_stop_poll = time.monotonic() + STOP_POLL_INTERVAL
         while True:
@@ -430,6 +576,9 @@ class Supervisor:
                 for t in (run.deadline if run.outcome is None else None, run.kill_at):
                     if t is not None:
                         timeout = min(timeout, max(0.0, t - now))
+            for run in self.by_pipe.values():
+                if run.partial_since is not None:
+                    timeout = min(timeout, max(0.0, run.partial_since + PARTIAL_LINE_DELAY - now))
             for key, _ in self.selector.select(timeout):
                 if key.data is None:
                     with contextlib.suppress(BlockingIOError):
@@ -442,14 +591,16 @@ class Supervisor:
             self.reap()
             now = time.monotonic()
             self.check_deadlines(now)
+            self.flush_partials(now)
             if self.pending and now - self.last_flush >= FLUSH_INTERVAL:
                 self.flush()
-        self.flush()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.conn.execute(
+        self.queue_write(
             "UPDATE jobs SET finished_at = ?, peak_rss_kb = ? WHERE id = ?",
             (time.time(), peak, self.job_id),
         )
+        while not self.flush():  # the tasks are done; their states must be recorded
+            time.sleep(max(0.01, self.state_retry_at - time.monotonic()))
         self.say(f"attempt {self.attempt} finished")
 
     def fail_everything(self, reason: str) -> None:
@@ -468,6 +619,13 @@ class Supervisor:
                 (time.time(), reason, self.job_id),
             )
             self.say(reason)
+
+
+def _lines(data: bytes) -> bytes:
+    """Line ends as the log keeps them: ``\r\n`` and a lone ``\r`` become ``\n``."""
+    if b"\r" not in data:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
 def main(argv: list[str] | None = None) -> int:
