@@ -489,7 +489,10 @@ class RunAIPlugin(HttpFarmPlugin):
             try:
                 self._create(body)
             except FarmAdapterError as exc:
-                raise self._abandon(job_id, index, len(bodies), exc) from exc
+                error = self._abandon(job_id, index, len(bodies), exc)
+                if error is exc:
+                    raise
+                raise error from exc
         return job_id
 
     def _abandon(
