@@ -7,6 +7,12 @@ retries where they are safe, and every httpx error translated at this boundary.
   the server (the connection could not be opened). When it may have reached the server
   (a timeout after sending, a dropped connection, a 5xx), :class:`OutcomeUnknownError`
   tells the caller to look before trying again.
+- A 429 means the request was not processed: any request, a submit included, is
+  retried after ``Retry-After``; when retries run out it is a
+  :class:`~farm_adapters.errors.BackendUnavailableError` (transient: try later).
+- :meth:`HttpSession.json` checks an answer's shape (:func:`conforms`): a 200 whose
+  JSON is ``null``, ``[]``, a string or misses a field is an ``APIError("unexpected
+  answer ...")``, never a TypeError, nor read as "nothing there".
 - TLS certificates are verified unless a target explicitly says otherwise.
 
 httpx is imported when a session is created, never at module import.
@@ -14,7 +20,6 @@ httpx is imported when a session is created, never at module import.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -29,7 +34,16 @@ from .plugin import Availability, FarmPlugin, requires
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpFarmPlugin", "HttpSession", "HttpSettings", "OutcomeUnknownError", "excerpt"]
+__all__ = [
+    "HttpFarmPlugin",
+    "HttpSession",
+    "HttpSettings",
+    "MapOf",
+    "OutcomeUnknownError",
+    "conforms",
+    "excerpt",
+    "retry_after_seconds",
+]
 
 USER_AGENT = "farm-adapters/0.1"
 #: Statuses worth retrying for an idempotent request.
@@ -44,6 +58,106 @@ def excerpt(text: str, limit: int = 300) -> str:
     """A short, single-line piece of a response body for error messages."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+class MapOf:
+    """A shape for :func:`conforms`: a JSON object whose every value has ``shape``."""
+
+    def __init__(self, shape: Any) -> None:
+        self.shape = shape
+
+
+_JSON_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (dict, list, str)):
+        return _JSON_NAMES[type(value)]
+    return "a value"
+
+
+def conforms(value: Any, shape: Any, where: str = "the answer") -> str | None:
+    """None when ``value`` has ``shape``, else what is wrong with it.
+
+    Shapes: a type (``dict``, ``list``, ``str``, ``int``; ``float`` accepts integers);
+    a tuple of shapes (any of them); ``{"key": shape, "other?": shape}`` (an object
+    with those keys, ``?`` marking optional ones, other keys allowed); ``[shape]`` (a
+    list of such items); :class:`MapOf` (an object whose values all have a shape).
+    """
+    if isinstance(shape, tuple):
+        problems = [conforms(value, s, where) for s in shape]
+        return None if None in problems else problems[0]
+    if isinstance(shape, type):
+        if shape is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif shape is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, shape)
+        if ok:
+            return None
+        expected = _JSON_NAMES.get(shape, "a number" if shape is float else shape.__name__)
+        return f"{where} is {_describe(value)}, expected {expected}"
+    if isinstance(shape, MapOf):
+        if not isinstance(value, dict):
+            return f"{where} is {_describe(value)}, expected an object"
+        for key, item in value.items():
+            problem = conforms(item, shape.shape, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is {_describe(value)}, expected a list"
+        for i, item in enumerate(value):
+            problem = conforms(item, shape[0], f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where} is {_describe(value)}, expected an object"
+        for key, sub in shape.items():
+            name, optional = (key[:-1], True) if key.endswith("?") else (key, False)
+            if name not in value:
+                if optional:
+                    continue
+                return f"{where} has no {name!r}"
+            problem = conforms(value[name], sub, f"{where}.{name}")
+            if problem:
+                return problem
+        return None
+    raise TypeError(f"not a shape: {shape!r}")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class HttpSession:
@@ -145,6 +259,10 @@ class HttpSession:
                     f"target {self.name!r}: {method} {path} failed "
                     f"({type(exc).__name__}: {exc or 'no answer'})"
                 ) from exc
+            if response.status_code == 429 and attempt <= self.retries:
+                # 429: not processed (rate limited), whatever the request: try again.
+                self._sleep(attempt, response)
+                continue
             if response.status_code in retry_on:
                 if idempotent and attempt <= self.retries:
                     self._sleep(attempt, response)
@@ -158,12 +276,12 @@ class HttpSession:
 
     def _sleep(self, attempt: int, response: httpx.Response | None) -> None:
         delay = self.backoff * (2 ** (attempt - 1))
+        delay = min(delay, 10.0)
         if response is not None:
-            retry_after = response.headers.get("Retry-After")
-            if retry_after:
-                with contextlib.suppress(ValueError):
-                    delay = max(delay, min(float(retry_after), 30.0))
-        time.sleep(min(delay, 10.0))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, 30.0))
+        time.sleep(delay)
 
     def check(self, response: httpx.Response, what: str) -> httpx.Response:
         """Raise the matching error for a non-2xx response."""
@@ -171,6 +289,11 @@ class HttpSession:
         if status < 300:
             return response
         body = excerpt(response.text)
+        if status == 429:
+            raise BackendUnavailableError(
+                f"target {self.name!r}: {what} was refused: the farm is busy (HTTP 429, "
+                f"still after {self.retries} retries); try again later"
+            )
         if status in (401, 403):
             raise AuthenticationError(
                 f"target {self.name!r}: {what} was refused ({status}: {body}); check the "
@@ -182,11 +305,12 @@ class HttpSession:
             body=body,
         )
 
-    def json(self, response: httpx.Response, what: str) -> Any:
-        """The JSON body of a successful response."""
+    def json(self, response: httpx.Response, what: str, shape: Any = None) -> Any:
+        """The JSON body of a successful response; with ``shape`` (see
+        :func:`conforms`), an APIError unless the body has it."""
         self.check(response, what)
         try:
-            return response.json()
+            data = response.json()
         except ValueError as exc:
             raise APIError(
                 f"target {self.name!r}: {what} answered with something that is not JSON: "
@@ -194,6 +318,25 @@ class HttpSession:
                 status=response.status_code,
                 body=excerpt(response.text),
             ) from exc
+        if shape is not None:
+            self.expect(data, shape, what, response)
+        return data
+
+    def expect(self, data: Any, shape: Any, what: str, response: Any = None) -> None:
+        """Raise ``APIError("unexpected answer ...")`` unless ``data`` has ``shape``."""
+        problem = conforms(data, shape)
+        if problem is None:
+            return
+        import json as _json
+
+        body = excerpt(response.text if response is not None else _json.dumps(data))
+        raise APIError(
+            f"target {self.name!r}: unexpected answer to {what}: {problem} ({body}); the "
+            f"farm or a proxy in front of it answered something this version does not "
+            f"understand",
+            status=getattr(response, "status_code", None),
+            body=body,
+        )
 
 
 class HttpSettings(BaseModel):

@@ -72,9 +72,16 @@ class LogMirror:
     offsets into one job's log stay valid while its tasks' logs grow in parallel.
 
     Each sync appends only what every source gained since the last sync, in source
-    order; a state file beside it remembers how much of each source was copied. A file
-    lock makes concurrent syncs (a DCC and the CLI) safe.
+    order; a state file beside it remembers how much of each source was copied, and is
+    saved after every source, so a source whose read fails (or a process killed
+    mid-sync) never makes the next sync copy text again. The state also holds the
+    mirror's size: bytes appended after the last save (a kill between the write and
+    the save) are cut off before the next sync appends. A file lock makes concurrent
+    syncs (a DCC and the CLI) safe.
     """
+
+    #: State key of the mirror's size when the state was last saved.
+    SIZE = "\u0000size"
 
     def __init__(self, folder: Path, name: str) -> None:
         self.folder = folder
@@ -93,10 +100,14 @@ class LogMirror:
                 state = json.loads(self._state.read_text()) if self._state.exists() else {}
             except ValueError:
                 state = {}
+            if not isinstance(state, dict):
+                state = {}
             yield state
-            tmp = self._state.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, self._state)
+
+    def _save(self, state: dict[str, Any]) -> None:
+        tmp = self._state.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state)
 
     def chunk(self, job_id: str, sources: Iterable[LogSource], offset: int) -> LogChunk:
         """Sync, then the mirror's text from ``offset``, as a backend answers
@@ -122,6 +133,10 @@ class LogMirror:
         final text has been copied."""
         complete = True
         with self._locked() as state, open(self.path, "ab") as out:
+            saved = state.get(self.SIZE)
+            if isinstance(saved, int) and out.tell() > saved:
+                out.truncate(saved)  # appended, but never recorded as copied
+                out.seek(0, os.SEEK_END)
             for source in sources:
                 seen = state.setdefault(source.key, {"chars": 0, "done": False})
                 if not source.final:
@@ -139,6 +154,11 @@ class LogMirror:
                 if seen["chars"] == 0 and text:
                     out.write(source.header.encode())
                 out.write(text[seen["chars"] :].encode())
+                out.flush()
                 seen["chars"] = len(text)
                 seen["done"] = source.final
+                state[self.SIZE] = out.tell()
+                self._save(state)
+            state[self.SIZE] = out.tell()
+            self._save(state)
         return complete

@@ -2,8 +2,10 @@
 
 :func:`submit` validates the request, creates the temporary folder, copies the files
 (with progress), merges the environment, submits, records the job in the journal and
-returns the job. :func:`wait` polls a job to a final state and :func:`follow_log` tails
-its render log.
+returns the job. A backend that calls :func:`announce_job_id` before sending its tasks
+has the job journalled first, so a submit that fails part-way (or a process killed
+mid-submit) never leaves farm work the journal does not know. :func:`wait` polls a
+job to a final state and :func:`follow_log` tails its render log.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import getpass
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .errors import FarmAdapterError, InvalidRequestError, WaitTimeoutError
@@ -22,11 +25,25 @@ if TYPE_CHECKING:
     from .journal import Journal
     from .manager import FarmPluginManager
 
-__all__ = ["DryRun", "follow_log", "prepare_request", "submit", "wait"]
+__all__ = ["DryRun", "announce_job_id", "follow_log", "prepare_request", "submit", "wait"]
 
 #: Set on every job's processes by :func:`submit`.
 ENV_RENDER_CONTEXT = "FARM_ADAPTERS_RENDER_CONTEXT"
 ENV_FOLDER = "FARM_ADAPTERS_FOLDER"
+
+#: Set by :func:`submit` while a backend's ``submit_job`` runs.
+_announced: ContextVar[tuple[FarmPlugin, Callable[[str], None]] | None] = ContextVar(
+    "farm_adapters_announced", default=None
+)
+
+
+def announce_job_id(backend: FarmPlugin, job_id: str) -> None:
+    """Called by a backend's ``submit_job`` once it has chosen the new job's id and
+    before it sends anything: :func:`submit` records the job in the journal at once.
+    Does nothing outside :func:`submit`."""
+    current = _announced.get()
+    if current is not None and current[0] is backend:
+        current[1](job_id)
 
 
 class DryRun(NamedTuple):
@@ -109,21 +126,31 @@ def submit(
     folder = backend.create_temporary_folder(request.render_context)
     remote = backend.copy_render_files(request.files, folder, progress) if request.files else []
     prepared = prepare_request(backend, request, folder=folder, files=remote)
-    job_id = backend.submit_job(prepared)
+    recorded: list[str] = []
 
-    if journal is not False:
+    def record(job_id: str) -> None:
+        if journal is False or job_id in recorded:
+            return
+        recorded.append(job_id)
         try:
             from .journal import Journal
 
             (journal or Journal()).record(
                 job_id=job_id, target=backend.target, backend=backend.name, request=prepared
             )
-        except FarmAdapterError as exc:  # the job is on the farm; do not lose it over this
+        except FarmAdapterError as exc:  # the job is (being) submitted; go on
             import logging
 
             logging.getLogger(__name__).warning(
                 "job %s was submitted but not recorded in the journal: %s", job_id, exc
             )
+
+    token = _announced.set((backend, record))
+    try:
+        job_id = backend.submit_job(prepared)
+    finally:
+        _announced.reset(token)
+    record(job_id)
     try:
         return backend.get_job(job_id)
     except FarmAdapterError as exc:

@@ -11,6 +11,7 @@ are filled from the request's command line.
 from __future__ import annotations
 
 import getpass
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,11 +31,17 @@ from farm_adapters import (
     SubmitError,
 )
 from farm_adapters._paths import data_dir
-from farm_adapters.errors import APIError, ConfigurationError, FarmAdapterError
-from farm_adapters.http import HttpFarmPlugin, HttpSettings
+from farm_adapters.errors import (
+    APIError,
+    BackendUnavailableError,
+    ConfigurationError,
+    FarmAdapterError,
+)
+from farm_adapters.http import HttpFarmPlugin, HttpSettings, MapOf, OutcomeUnknownError
 from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
+from farm_adapters.submit import announce_job_id
 
 from . import mapping
 
@@ -44,6 +51,22 @@ LOGS = "/queue/management/logs"
 #: The fields a listing asks for (database column names, as the API wants them).
 LIST_FIELDS = ("metadata", "task_details", "labels")
 META = "farm_adapters"
+#: The job ids this backend creates (uuid4 hex, 12 digits); tasks carrying any other
+#: id in their metadata are not ours (and their id never reaches a file path).
+JOB_ID = re.compile(r"[0-9a-f]{12}")
+#: The shapes of the answers this backend reads (see farm_adapters.http.conforms).
+TASK = {
+    "task_id": str,
+    "status": str,
+    "task_type": str,
+    "metadata?": (dict, type(None)),
+    "task_submission_time?": (float, type(None)),
+}
+TASK_LIST = MapOf([TASK])
+DEFINITIONS = MapOf(dict)
+SUBMITTED = {"task_id": str}
+HISTORY = [{"status": str}]
+LOG = {"logs": (str, type(None))}
 
 
 class OmniverseFarmSettings(HttpSettings):
@@ -70,6 +93,10 @@ class OmniverseFarmSettings(HttpSettings):
 
 def _utc(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 class OmniverseFarmPlugin(HttpFarmPlugin):
@@ -105,16 +132,14 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         if task_type:
             params.append(("task_type", task_type))
         response = self.http.request("GET", f"{TASKS}/list", idempotent=True, params=params)
-        data = self.http.json(response, "listing tasks")
-        if not isinstance(data, dict):
-            raise APIError(f"target {self.target!r}: tasks/list answered {type(data).__name__}")
+        data = self.http.json(response, "listing tasks", TASK_LIST)
         return [task for group in data.values() for task in group]
 
     def _task_info(self, task_id: str) -> dict[str, Any] | None:
         response = self.http.request("GET", f"{TASKS}/info/{task_id}", idempotent=True)
         if response.status_code == 404:
             return None
-        result: dict[str, Any] = self.http.json(response, f"reading task {task_id}")
+        result: dict[str, Any] = self.http.json(response, f"reading task {task_id}", TASK)
         return result
 
     # -- job definitions ---------------------------------------------------------------
@@ -128,7 +153,9 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
             # other character as the regex '.', then keep only the exact name.
             params["filter"] = "".join(c if c.isalnum() or c in ".*" else "." for c in name)
         response = self.http.request("GET", f"{JOBS}/load", idempotent=True, params=params)
-        data: dict[str, dict[str, Any]] = self.http.json(response, "loading job definitions")
+        data: dict[str, dict[str, Any]] = self.http.json(
+            response, "loading job definitions", DEFINITIONS
+        )
         if name is not None:
             return {n: d for n, d in data.items() if n == name}
         return data
@@ -263,7 +290,8 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
                 retry["limit"] = request.max_retries
             bodies.append(
                 {
-                    "user": request.user or self.user,
+                    # The target's user wins: cancel and retry act as it too.
+                    "user": self.s.user or request.user or self.user,
                     "task_type": definition["name"],
                     "task_args": task_args,
                     "task_function": definition.get("task_function", ""),
@@ -303,44 +331,62 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         ]
 
     def submit_job(self, request: JobRequest) -> str:
-        from farm_adapters.http import OutcomeUnknownError
-
         definition = self._job_definition()
         job_id = uuid.uuid4().hex[:12]
         bodies = self._bodies(request, job_id, definition)
+        announce_job_id(self, job_id)  # journalled before any task exists
         for index, body in enumerate(bodies):
-            for attempt in range(self.s.retries + 1):
-                try:
-                    response = self.http.request(
-                        "POST", f"{TASKS}/submit", idempotent=False, json=body
-                    )
-                    self.http.json(response, f"submitting task {index}")
-                    break
-                except OutcomeUnknownError as exc:
-                    # The task may exist: look for it by its metadata before trying again.
-                    if self._find_task(job_id, index, definition["name"]) is not None:
-                        break
-                    if attempt == self.s.retries:
-                        raise SubmitError(
-                            f"target {self.target!r}: job {job_id} task {index} could not be "
-                            f"submitted ({exc}); {index} of {len(bodies)} task(s) were; stop "
-                            f"the job with `farm-adapters stop {job_id}`",
-                            transient=True,
-                        ) from exc
-                    time.sleep(min(0.2 * 2**attempt, 5.0))
-                except FarmAdapterError as exc:
-                    if index == 0:
-                        raise SubmitError(
-                            f"target {self.target!r}: the farm did not take the job: {exc}",
-                            transient=False,
-                        ) from exc
-                    raise SubmitError(
-                        f"target {self.target!r}: job {job_id} task {index} was refused "
-                        f"({exc}); {index} task(s) were submitted; stop the job with "
-                        f"`farm-adapters stop {job_id}`",
-                        transient=False,
-                    ) from exc
+            try:
+                self._submit_task(job_id, index, body, definition["name"])
+            except FarmAdapterError as exc:
+                raise self._abandon(job_id, index, len(bodies), exc) from exc
         return job_id
+
+    def _submit_task(self, job_id: str, index: int, body: dict[str, Any], task_type: str) -> None:
+        """Submit one task exactly once: after an ambiguous failure, look for it (by its
+        metadata) before trying again."""
+        for attempt in range(self.s.retries + 1):
+            try:
+                response = self.http.request("POST", f"{TASKS}/submit", idempotent=False, json=body)
+                self.http.json(response, f"submitting task {index}", SUBMITTED)
+                return
+            except OutcomeUnknownError:
+                try:
+                    if self._find_task(job_id, index, task_type) is not None:
+                        return
+                except FarmAdapterError:
+                    pass  # cannot look: try again, or give up below
+                if attempt == self.s.retries:
+                    raise
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+
+    def _abandon(self, job_id: str, index: int, total: int, exc: FarmAdapterError) -> SubmitError:
+        """Cancel what a failed submit left on the farm (best effort); the error to
+        raise, saying what became of it."""
+        transient = isinstance(exc, BackendUnavailableError)  # 429, unreachable, unknown
+        try:
+            left = self._group(self.list_tasks()).get(job_id, [])
+            if left:
+                self.stop_job(job_id)
+        except FarmAdapterError as err:
+            return SubmitError(
+                f"target {self.target!r}: job {job_id}: task {index} of {total} could not be "
+                f"submitted ({exc}); its earlier task(s) may be on the farm and could not be "
+                f"cancelled ({err}); stop them with `farm-adapters stop {job_id} --target "
+                f"{self.target}`",
+                transient=transient,
+            )
+        if not left:
+            return SubmitError(
+                f"target {self.target!r}: the farm did not take job {job_id}: {exc}",
+                transient=transient,
+            )
+        return SubmitError(
+            f"target {self.target!r}: job {job_id}: task {index} of {total} could not be "
+            f"submitted ({exc}); the {len(left)} task(s) already on the farm were cancelled "
+            f"(see `farm-adapters status {job_id} --target {self.target}`)",
+            transient=transient,
+        )
 
     def _find_task(self, job_id: str, index: int, task_type: str) -> dict[str, Any] | None:
         for task in self.list_tasks(task_type=task_type):
@@ -360,7 +406,7 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
             response = self.http.request(
                 "GET", f"{TASKS}/revision-history/{task_id}", idempotent=True
             )
-            rows = self.http.json(response, f"reading history of task {task_id}") or []
+            rows = self.http.json(response, f"reading history of task {task_id}", HISTORY)
             before = [r["status"] for r in rows if r.get("status") != "archived"]
             self._archived[task_id] = before[-1] if before else "archived"
         return self._archived[task_id]
@@ -369,18 +415,21 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         jobs: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             meta = (task.get("metadata") or {}).get(META)
-            if isinstance(meta, dict) and "job" in meta:
+            if isinstance(meta, dict) and JOB_ID.fullmatch(str(meta.get("job"))):
                 jobs.setdefault(str(meta["job"]), []).append(task)
         for group in jobs.values():
-            group.sort(key=lambda t: t["metadata"][META].get("task", 0))
+            group.sort(key=lambda t: _int(t["metadata"][META].get("task"), 0))
         return jobs
 
     def _job(self, job_id: str, tasks: list[dict[str, Any]]) -> Job:
         meta = tasks[0]["metadata"][META]
         statuses = [self._status(t) for t in tasks]
         states = [mapping.map_state(s) for s in statuses]
-        missing = int(meta.get("tasks", len(tasks))) - len(tasks)
-        states += [JobState.UNKNOWN] * max(0, missing)
+        missing = _int(meta.get("tasks"), len(tasks)) - len(tasks)
+        # Tasks never submitted (a submit that failed part-way cancels what it sent):
+        # once every task sent is stopped, the missing ones count as stopped too.
+        stopped = all(st in (JobState.STOPPED, JobState.STOPPING) for st in states)
+        states += [JobState.STOPPED if stopped else JobState.UNKNOWN] * max(0, missing)
         failed = [t for t, s in zip(tasks, statuses, strict=False) if s == "errored"]
         message = ""
         if failed:
@@ -388,7 +437,7 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
                 failed[0].get("task_details") or "errored"
             )
         elif missing > 0:
-            message = f"{missing} task(s) missing from the farm"
+            message = f"{missing} task(s) missing from the farm (never submitted?)"
         submitted = min((t.get("task_submission_time") or 0) for t in tasks)
         return Job.from_task_states(
             states,
@@ -403,6 +452,8 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         )
 
     def _job_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        if not JOB_ID.fullmatch(job_id):  # not an id this backend makes
+            raise JobNotFoundError(job_id, backend=self.target)
         tasks = self._group(self.list_tasks()).get(job_id)
         if not tasks:
             raise JobNotFoundError(job_id, backend=self.target)
@@ -430,7 +481,8 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
             response = self.http.request("GET", f"{LOGS}/{task_id}", idempotent=True)
             if response.status_code == 404:  # nothing uploaded yet
                 return None
-            return str(self.http.json(response, f"reading log of task {task_id}").get("logs", ""))
+            data = self.http.json(response, f"reading log of task {task_id}", LOG)
+            return str(data["logs"] or "")
 
         return LogSource(
             key=task_id,

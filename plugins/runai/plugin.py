@@ -40,10 +40,11 @@ from farm_adapters.errors import (
     ConfigurationError,
     FarmAdapterError,
 )
-from farm_adapters.http import HttpFarmPlugin, HttpSettings
+from farm_adapters.http import HttpFarmPlugin, HttpSettings, OutcomeUnknownError, excerpt
 from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
+from farm_adapters.submit import announce_job_id
 
 from . import mapping
 
@@ -53,6 +54,24 @@ PAGE = 500
 #: Refresh the token this many seconds before it expires.
 TOKEN_MARGIN = 60.0
 LOG_SUBDIR = ".farm-adapters/logs"
+#: How long a successful cluster API check is trusted.
+CLUSTER_CHECK_TTL = 30.0
+NULL = type(None)
+#: The shapes of the answers this backend reads (see farm_adapters.http.conforms).
+TOKEN = {"accessToken": str, "expiresIn?": (float, NULL)}
+PROJECTS = {"projects": [{"name": str, "id": (str, int), "clusterId": str}]}
+CLUSTERS = [{"uuid": str, "name?": (str, NULL), "domain?": (str, NULL)}]
+WORKLOAD = {
+    "name": str,
+    "id": str,
+    "phase?": (str, NULL),
+    "phaseMessage?": (str, NULL),
+    "createdAt?": (str, NULL),
+    "environmentVariables?": (dict, NULL),
+}
+WORKLOADS_PAGE = {"workloads": [WORKLOAD], "next?": (int, str, NULL)}
+TRAINING = {"name": str, "projectId": str, "clusterId": str, "spec?": (dict, NULL)}
+CREATED = {"name": str}
 
 
 class VolumeSettings(BaseModel):
@@ -91,6 +110,18 @@ class RunAISettings(HttpSettings):
     name_prefix: str = Field(default="fa", pattern=r"^[a-z][a-z0-9]{0,7}$")
 
 
+def _message(response: Any) -> str:
+    """The ``message`` of a JSON error body, else an excerpt of whatever came (an HTML
+    page from a proxy...)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return excerpt(response.text) or f"HTTP {response.status_code}"
+
+
 def _utc(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -100,14 +131,36 @@ def _utc(text: str | None) -> datetime | None:
         return None
 
 
-def jwt_expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT (read, not verified: the server verifies it)."""
+def _jwt_claims(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
-        return None
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_lifetime(data: dict[str, Any], token: str) -> float:
+    """Seconds a token lives from when it was issued: ``expiresIn`` (or ``expires_in``),
+    else the JWT's ``exp - iat``, else an hour. Never compared with this machine's
+    clock, which may be ahead of or behind the server's."""
+    for key in ("expiresIn", "expires_in"):
+        value = data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    claims = _jwt_claims(token)
+    try:
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+    except (KeyError, ValueError, TypeError):
+        return 3600.0
+    return lifetime if lifetime > 0 else 3600.0
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 class RunAIPlugin(HttpFarmPlugin):
@@ -125,7 +178,7 @@ class RunAIPlugin(HttpFarmPlugin):
         self._token: str | None = None
         self._token_expiry = 0.0
         self._ids: tuple[str, str, str] | None = None  # project id, cluster id, project name
-        self._cluster_ok: tuple[float, bool] = (0.0, False)
+        self._cluster_ok: tuple[float, bool] | None = None  # (checked, reachable)
         self.log_dir = self.log_folder()
 
     # -- HTTP and authentication -------------------------------------------------------
@@ -147,16 +200,21 @@ class RunAIPlugin(HttpFarmPlugin):
                 f"client_secret, and that the service account has access to project "
                 f"{self.s.project!r}"
             )
-        data = self.http.json(response, "requesting a token")
-        token = data.get("accessToken") if isinstance(data, dict) else None
+        received = time.monotonic()
+        data = self.http.json(response, "requesting a token", TOKEN)
+        token = data["accessToken"]
         if not token:
-            raise APIError(f"target {self.target!r}: the token answer has no accessToken")
-        expiry = jwt_expiry(token) or time.time() + float(data.get("expiresIn") or 3600)
-        self._token, self._token_expiry = token, expiry
+            raise APIError(f"target {self.target!r}: the token answer has an empty accessToken")
+        lifetime = token_lifetime(data, token)
+        # Expiry on this machine's monotonic clock, from when the answer came: a wall
+        # clock running ahead of the server's must not make every token look expired.
+        self._token = token
+        margin = TOKEN_MARGIN if lifetime > TOKEN_MARGIN else lifetime / 2
+        self._token_expiry = received + lifetime - margin
 
     def _auth(self, force: bool = False) -> dict[str, str]:
         with self._lock:
-            if force or self._token is None or self._token_expiry - time.time() <= TOKEN_MARGIN:
+            if force or self._token is None or time.monotonic() >= self._token_expiry:
                 self._fetch_token()
             return {"Authorization": f"Bearer {self._token}"}
 
@@ -186,7 +244,7 @@ class RunAIPlugin(HttpFarmPlugin):
             idempotent=True,
             params={"filterBy": f"name=={self.s.project}", "limit": 10},
         )
-        projects = self.http.json(response, "looking up the project").get("projects", [])
+        projects = self.http.json(response, "looking up the project", PROJECTS)["projects"]
         found = [p for p in projects if p.get("name") == self.s.project]
         if not found:
             raise ConfigurationError(
@@ -196,7 +254,7 @@ class RunAIPlugin(HttpFarmPlugin):
         project_id, cluster_id = str(found[0]["id"]), str(found[0]["clusterId"])
         if self.s.cluster:
             clusters = self.http.json(
-                self.api("GET", "/api/v1/clusters", idempotent=True), "listing clusters"
+                self.api("GET", "/api/v1/clusters", idempotent=True), "listing clusters", CLUSTERS
             )
             named = [c for c in clusters if c.get("name") == self.s.cluster]
             if not named:
@@ -219,7 +277,7 @@ class RunAIPlugin(HttpFarmPlugin):
                 return self._cluster_session
         _, cluster_id, _ = self._resolve()
         clusters = self.http.json(
-            self.api("GET", "/api/v1/clusters", idempotent=True), "listing clusters"
+            self.api("GET", "/api/v1/clusters", idempotent=True), "listing clusters", CLUSTERS
         )
         domain = next((c.get("domain") for c in clusters if c.get("uuid") == cluster_id), None)
         if not domain:
@@ -229,9 +287,13 @@ class RunAIPlugin(HttpFarmPlugin):
             return self._cluster_session
 
     def _cluster_reachable(self) -> bool:
-        checked, ok = self._cluster_ok
-        if time.monotonic() - checked < 30:
-            return ok
+        """Whether the cluster's own API (its log endpoint) answers. A success is
+        trusted for CLUSTER_CHECK_TTL s; a failure is remembered as long only when the
+        target has a volume to read logs from instead (so a single failed check never
+        disables log reading), else the next read checks again."""
+        cached = self._cluster_ok
+        if cached is not None and time.monotonic() - cached[0] < CLUSTER_CHECK_TTL:
+            return cached[1]
         try:
             session = self._cluster()
             ok = (
@@ -240,7 +302,10 @@ class RunAIPlugin(HttpFarmPlugin):
             )
         except FarmAdapterError:
             ok = False
-        self._cluster_ok = (time.monotonic(), ok)
+        if ok or self.s.volume is not None:
+            self._cluster_ok = (time.monotonic(), ok)
+        else:
+            self._cluster_ok = None
         return ok
 
     # -- stage 1: files ----------------------------------------------------------------
@@ -391,51 +456,77 @@ class RunAIPlugin(HttpFarmPlugin):
         ]
 
     def _create(self, body: dict[str, Any]) -> None:
-        from farm_adapters.http import OutcomeUnknownError
-
+        """Create one training exactly once: after an ambiguous failure, look it up by
+        its (unique) name before trying again. A 429 is retried by the HTTP session."""
         for attempt in range(self.s.retries + 1):
             try:
                 response = self.api("POST", TRAININGS, idempotent=False, json=body)
-            except OutcomeUnknownError as exc:
-                # It may exist: names are unique per project, so look it up first.
-                if self._find(body["name"]):
-                    return
+            except OutcomeUnknownError:
+                try:
+                    if self._find(body["name"]):
+                        return
+                except FarmAdapterError:
+                    pass  # cannot look: try again, or give up below
                 if attempt == self.s.retries:
-                    raise SubmitError(
-                        f"target {self.target!r}: creating {body['name']} failed: {exc}",
-                        transient=True,
-                    ) from exc
+                    raise
                 time.sleep(min(0.2 * 2**attempt, 5.0))
                 continue
             if response.status_code == 409 and self._find(body["name"]):
                 return  # an earlier attempt did create it
-            if response.status_code == 429 and attempt < self.s.retries:
-                time.sleep(min(float(response.headers.get("Retry-After", 1)), 30.0))
-                continue
             if response.status_code == 400:
                 raise InvalidRequestError(
-                    f"target {self.target!r}: Run:ai refused the workload: "
-                    f"{response.json().get('message', response.text)}"
+                    f"target {self.target!r}: Run:ai refused the workload {body['name']}: "
+                    f"{_message(response)}"
                 )
-            self.http.json(response, f"creating workload {body['name']}")
+            self.http.json(response, f"creating workload {body['name']}", CREATED)
             return
 
     def submit_job(self, request: JobRequest) -> str:
         job_id = uuid.uuid4().hex[:10]
         bodies = self._bodies(request, job_id)
+        announce_job_id(self, job_id)  # journalled before any workload exists
         for index, body in enumerate(bodies):
             try:
                 self._create(body)
-            except (InvalidRequestError, SubmitError):
-                raise
             except FarmAdapterError as exc:
-                raise SubmitError(
-                    f"target {self.target!r}: job {job_id}: {index} of {len(bodies)} "
-                    f"workload(s) were created before: {exc}"
-                    + (f"; stop the job with `farm-adapters stop {job_id}`" if index else ""),
-                    transient=isinstance(exc, BackendUnavailableError),
-                ) from exc
+                error = self._abandon(job_id, index, len(bodies), exc)
+                if error is exc:
+                    raise
+                raise error from exc
         return job_id
+
+    def _abandon(
+        self, job_id: str, index: int, total: int, exc: FarmAdapterError
+    ) -> FarmAdapterError:
+        """Stop what a failed submit created (best effort); the error to raise, saying
+        what became of it."""
+        transient = isinstance(exc, BackendUnavailableError)  # 429, unreachable, unknown
+        try:
+            created = self._group(self.list_workloads(f"{self.s.name_prefix}-{job_id}-"))
+            left = created.get(job_id, {})
+            if left:
+                self.stop_job(job_id)
+        except FarmAdapterError as err:
+            return SubmitError(
+                f"target {self.target!r}: job {job_id}: workload {index} of {total} could not "
+                f"be created ({exc}); its earlier workload(s) may be on the cluster and could "
+                f"not be stopped ({err}); stop them with `farm-adapters stop {job_id} "
+                f"--target {self.target}`",
+                transient=transient,
+            )
+        if not left:
+            if isinstance(exc, InvalidRequestError):
+                return exc
+            return SubmitError(
+                f"target {self.target!r}: Run:ai did not take job {job_id}: {exc}",
+                transient=transient,
+            )
+        return SubmitError(
+            f"target {self.target!r}: job {job_id}: workload {index} of {total} could not be "
+            f"created ({exc}); the {len(left)} workload(s) already created were stopped (see "
+            f"`farm-adapters status {job_id} --target {self.target}`)",
+            transient=transient,
+        )
 
     # -- information -------------------------------------------------------------------
 
@@ -456,12 +547,18 @@ class RunAIPlugin(HttpFarmPlugin):
                     "sortBy": "name",
                 },
             )
-            data = self.http.json(response, "listing workloads")
-            page = data.get("workloads", [])
+            data = self.http.json(response, "listing workloads", WORKLOADS_PAGE)
+            page = data["workloads"]
             items.extend(page)
-            if "next" not in data or len(page) < PAGE:
+            if data.get("next") is None or len(page) < PAGE:
                 return items
-            offset = int(data["next"])
+            following = _int(data["next"], -1)
+            if following <= offset:
+                raise APIError(
+                    f"target {self.target!r}: unexpected answer to listing workloads: next "
+                    f"is {data['next']!r} after offset {offset}"
+                )
+            offset = following
 
     def _find(self, name: str) -> dict[str, Any] | None:
         return next((w for w in self.list_workloads(name) if w.get("name") == name), None)
@@ -483,9 +580,12 @@ class RunAIPlugin(HttpFarmPlugin):
     def _job(self, job_id: str, tasks: dict[int, dict[str, Any]]) -> Job:
         ordered = [tasks[i] for i in sorted(tasks)]
         env = ordered[0].get("environmentVariables") or {}
-        total = int(env.get(mapping.ENV_TASKS, len(ordered)))
+        total = _int(env.get(mapping.ENV_TASKS), len(ordered))
         states = [mapping.map_phase(str(w.get("phase"))) for w in ordered]
-        states += [JobState.UNKNOWN] * max(0, total - len(ordered))
+        # Workloads never created (a submit that failed part-way stops what it made):
+        # once every workload made is stopped, the missing ones count as stopped too.
+        stopped = all(st in (JobState.STOPPED, JobState.STOPPING) for st in states)
+        states += [JobState.STOPPED if stopped else JobState.UNKNOWN] * max(0, total - len(ordered))
         failed = [w for w in ordered if w.get("phase") == "Failed"]
         message = (
             f"{failed[0]['name']}: {failed[0].get('phaseMessage') or 'failed'}" if failed else ""
@@ -617,7 +717,7 @@ class RunAIPlugin(HttpFarmPlugin):
         """Run:ai cannot resume an ended training: the creation body of a new attempt,
         the old training's spec under the next attempt's name."""
         response = self.api("GET", f"{TRAININGS}/{workload['id']}", idempotent=True)
-        old = self.http.json(response, f"reading training {workload['name']}")
+        old = self.http.json(response, f"reading training {workload['name']}", TRAINING)
         old_name = str(workload["name"])
         parsed = mapping.parse_name(self.s.name_prefix, old_name)
         assert parsed is not None

@@ -2,9 +2,16 @@
 
 A fault matches requests by method and a regular expression on the path, acts
 ``before`` the route runs (the work is not done) or ``after`` it (the work is done),
-and fires ``count`` times (-1: forever). Kinds: ``error`` (answer ``status``),
-``latency`` (sleep ``seconds`` first), ``hang`` (after the work, never answer within
-``seconds``: the client's answer is lost).
+lets the first ``skip`` matching requests through untouched, then fires ``count``
+times (-1: forever). Kinds:
+
+- ``error``: answer ``status`` (the emulator's own error body);
+- ``latency``: sleep ``seconds`` first;
+- ``hang``: after the work, never answer within ``seconds`` (the client's answer is lost);
+- ``answer``: answer ``status`` (default 200) with ``body`` verbatim as ``content_type``
+  (default ``application/json``), e.g. an HTML error page from a proxy, or a 200 whose
+  JSON is ``null``, ``[]``, ``{}`` or a string; a 429 or 503 carries ``Retry-After:
+  retry_after``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["Faults"]
+__all__ = ["Faults", "answer"]
 
 
 class Faults:
@@ -22,14 +29,18 @@ class Faults:
         self._items: list[dict[str, Any]] = []
 
     def add(self, spec: dict[str, Any]) -> dict[str, Any]:
+        kind = str(spec.get("kind", "error"))
         entry = {
             "path": str(spec.get("path", ".*")),
             "method": str(spec.get("method", "*")),
             "phase": str(spec.get("phase", "before")),
-            "kind": str(spec.get("kind", "error")),
-            "status": int(spec.get("status", 500)),
+            "kind": kind,
+            "status": int(spec.get("status", 200 if kind == "answer" else 500)),
             "seconds": float(spec.get("seconds", 0)),
             "retry_after": spec.get("retry_after", 1),
+            "body": str(spec.get("body", "")),
+            "content_type": str(spec.get("content_type", "application/json")),
+            "skip": int(spec.get("skip", 0)),
             "remaining": int(spec.get("count", 1)),
         }
         with self._lock:
@@ -48,7 +59,27 @@ class Faults:
                     continue
                 if fault["method"] not in ("*", method) or not re.search(fault["path"], path):
                     continue
+                if fault["skip"] > 0:
+                    fault["skip"] -= 1
+                    return None
                 if fault["remaining"] > 0:
                     fault["remaining"] -= 1
                 return dict(fault)
         return None
+
+
+def answer(fault: dict[str, Any] | None) -> Any:
+    """The response an ``answer`` fault gives, or None for any other fault."""
+    if fault is None or fault["kind"] != "answer":
+        return None
+    from starlette.responses import Response
+
+    headers = {}
+    if fault["status"] in (429, 503) and fault["retry_after"] is not None:
+        headers["Retry-After"] = str(fault["retry_after"])
+    return Response(
+        fault["body"],
+        status_code=fault["status"],
+        media_type=fault["content_type"],
+        headers=headers,
+    )

@@ -41,7 +41,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..._toml import read_toml
-from ._faults import Faults
+from ._faults import Faults, answer
 
 __all__ = ["FarmEmulator", "create_app"]
 
@@ -914,6 +914,8 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                 key = f"{method} {path}"
                 farm.counters[key] = farm.counters.get(key, 0) + 1
         fault = None if path.startswith("/_emulator") else farm.faults.take(method, path, "before")
+        if (reply := answer(fault)) is not None:  # fault kind 'answer'
+            return reply
         if fault is not None:
             if fault["kind"] == "latency":
                 await asyncio.sleep(fault["seconds"])
@@ -921,6 +923,8 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                 return PlainTextResponse("Internal Server Error", status_code=fault["status"])
         response = await call_next(request)
         fault = None if path.startswith("/_emulator") else farm.faults.take(method, path, "after")
+        if (reply := answer(fault)) is not None:  # fault kind 'answer'
+            return reply
         if fault is not None:
             if fault["kind"] == "error":  # the work was done, the answer is an error
                 return PlainTextResponse("Internal Server Error", status_code=fault["status"])

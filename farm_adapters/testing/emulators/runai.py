@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ._faults import Faults
+from ._faults import Faults, answer
 
 __all__ = ["RunAIEmulator", "create_app"]
 
@@ -826,6 +826,8 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             key = f"{method} {path}"
             state.counters[key] = state.counters.get(key, 0) + 1
         fault = state.faults.take(method, path, "before")
+        if (reply := answer(fault)) is not None:  # fault kind 'answer'
+            return reply
         if fault is not None:
             if fault["kind"] == "latency":
                 await asyncio.sleep(fault["seconds"])
@@ -850,6 +852,8 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
                 )
         response = await call_next(request)
         fault = state.faults.take(method, path, "after")
+        if (reply := answer(fault)) is not None:  # fault kind 'answer'
+            return reply
         if fault is not None:
             if fault["kind"] == "error":
                 return JSONResponse(
