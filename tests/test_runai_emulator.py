@@ -324,6 +324,38 @@ def test_names_stay_unique_per_project_after_deletes() -> None:
         assert prefixed.status_code == 202 and prefixed.json()["name"].startswith("same-")
 
 
+def test_a_training_suspended_before_its_pod_starts_ends_stopped() -> None:
+    # The real cluster deletes a pending pod at once: the workload reaches Stopped.
+    # Suspend it while the emulator is still between Creating and Running.
+    app = create_app(client_id="c", client_secret="s", phase_delay=0.5)
+    with BackgroundServer(app) as server:
+        auth = _token(server.url, "c", "s")
+        base = f"{server.url}/api/v1/workloads/trainings"
+        project = httpx.get(f"{server.url}/api/v1/org-unit/projects", headers=auth).json()[
+            "projects"
+        ][0]
+        body = {
+            "name": f"early-{uuid.uuid4().hex[:6]}",
+            "projectId": project["id"],
+            "clusterId": project["clusterId"],
+            "spec": {"image": "img", "command": "sleep", "args": "120"},
+        }
+        workload_id = httpx.post(base, json=body, headers=auth).json()["workloadId"]
+        suspended = httpx.post(f"{base}/{workload_id}/suspend", headers=auth)
+        assert suspended.status_code == 202
+        deadline = time.monotonic() + DEADLINE
+        phases = []
+        while not phases or phases[-1] != "Stopped":
+            assert time.monotonic() < deadline, f"phases seen: {phases}"
+            phase = httpx.get(f"{server.url}/api/v1/workloads/{workload_id}", headers=auth).json()[
+                "phase"
+            ]
+            if not phases or phases[-1] != phase:
+                phases.append(phase)
+            time.sleep(0.05)
+        assert "Running" not in phases, phases
+
+
 def test_departments_search_and_event_order_through_runapy(client: RunaiClient) -> None:
     departments = valid(
         models.GetDepartments200Response,

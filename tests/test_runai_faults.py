@@ -59,8 +59,8 @@ def workloads_of(emulator: Any, job_id: str) -> list[dict[str, Any]]:
 
 
 def assert_stopped(emulator: Any, job_id: str, count: int) -> None:
-    """The workloads a failed submit created were suspended (the emulator leaves a
-    workload suspended before its container started in Stopping)."""
+    """The workloads a failed submit created were suspended: each is Stopping, or
+    already Stopped, when the error reaches the caller."""
     workloads = workloads_of(emulator, job_id)
     assert len(workloads) == count
     assert all(w["desiredPhase"] == "Stopped" for w in workloads), workloads

@@ -541,6 +541,7 @@ class RunAIEmulator:
             time.sleep(self.phase_delay)
             with self.lock:
                 if workload["desiredPhase"] != "Running":
+                    self._settle_suspended(workload)
                     return
                 self._phase(workload, phase)
         self.slots.acquire()
@@ -568,6 +569,7 @@ class RunAIEmulator:
             while True:
                 with self.lock:
                     if workload["desiredPhase"] != "Running":
+                        self._settle_suspended(workload)
                         return
                     workload["runs"] += 1
                     if not argv:
@@ -575,11 +577,8 @@ class RunAIEmulator:
                         return
                 code = self._run_once(workload, argv, env, cwd)
                 with self.lock:
-                    if workload["desiredPhase"] == "Stopped":
-                        self._phase(workload, "Stopped")
-                        self._event(workload, "Normal", "Stopped", "pods deleted")
-                        return
                     if workload["desiredPhase"] != "Running":
+                        self._settle_suspended(workload)
                         return
                     if code == 0:
                         self._phase(workload, "Completed")
@@ -598,6 +597,17 @@ class RunAIEmulator:
         finally:
             self.slots.release()
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _settle_suspended(self, workload: dict[str, Any]) -> None:
+        """A suspend reached the pod (or the pod never started): the workload is Stopped.
+
+        Called under the lock, wherever the runner sees the desired phase leave Running,
+        so a workload suspended while Pending or Initializing ends Stopped, as the real
+        cluster's does, instead of staying Stopping.
+        """
+        if workload["desiredPhase"] == "Stopped" and workload["phase"] == "Stopping":
+            self._phase(workload, "Stopped")
+            self._event(workload, "Normal", "Stopped", "pods deleted")
 
     def _run_once(
         self, workload: dict[str, Any], argv: list[str], env: dict[str, str], cwd: str | None
