@@ -8,6 +8,7 @@ at once, and jobs outlive the process that submitted them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -273,7 +274,13 @@ class LocalPlugin(FarmPlugin):
     def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
         import subprocess
 
+        from .supervisor import HEARTBEAT_FILE
+
         log_dir.mkdir(parents=True, exist_ok=True)
+        # A previous attempt's heartbeat must not make the new supervisor look stalled
+        # before it has touched its own.
+        with contextlib.suppress(OSError):
+            (log_dir / HEARTBEAT_FILE).unlink(missing_ok=True)
         try:
             with open(log_dir / "supervisor.log", "ab") as out:
                 proc = subprocess.Popen(
@@ -460,14 +467,14 @@ class LocalPlugin(FarmPlugin):
             job.message and not job.message.startswith("attempt ")
         ):
             return job
-        failed = conn.execute(
-            "SELECT idx, frames, message, exit_code FROM tasks "
-            "WHERE job_id = ? AND state = 'failed' ORDER BY idx",
+        first = conn.execute(
+            "SELECT idx, frames, message, exit_code, COUNT(*) OVER () FROM tasks "
+            "WHERE job_id = ? AND state = 'failed' ORDER BY idx LIMIT 1",
             (job.id,),
-        ).fetchall()
-        if not failed:
+        ).fetchone()
+        if first is None:
             return job
-        idx, frames, reason, code = failed[0]
+        idx, frames, reason, code, failed = first
         label = f"task {idx}"
         if frames:
             listed: list[str] = str(frames).split(",")
@@ -476,8 +483,8 @@ class LocalPlugin(FarmPlugin):
         if not reason and code is not None:
             reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
         text = f"{label} failed: {reason or 'no reason recorded'}"
-        if len(failed) > 1:
-            text += f"; {len(failed) - 1} more task(s) failed"
+        if failed > 1:
+            text += f"; {failed - 1} more task(s) failed"
         if job.message:
             text = f"{job.message}: {text}"
         job.message = text
