@@ -582,8 +582,6 @@ def test_settling_a_dead_job_kills_its_background_grandchildren(
 def test_a_live_process_without_a_recorded_start_time_is_not_the_supervisor(
     local_backend: Any,
 ) -> None:
-    assert not machine.is_alive(os.getpid(), None)
-    assert machine.is_alive(os.getpid(), machine.process_start(os.getpid()))
     job = run(local_backend, commands=[["sleep", "300"]])
     (pgid,) = running_pgids(local_backend, job.id, 1)
     pid = supervisor_of(local_backend, job.id)
@@ -608,6 +606,8 @@ def test_a_live_process_without_a_recorded_start_time_is_not_the_supervisor(
     finally:
         stranger.kill()
         stranger.wait()
+    assert not machine.is_alive(os.getpid(), None)
+    assert machine.is_alive(os.getpid(), machine.process_start(os.getpid()))
 
 
 def test_a_stopped_supervisor_is_reported_and_recovers(tmp_path: Path) -> None:
