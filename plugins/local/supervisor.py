@@ -147,7 +147,7 @@ class Supervisor:
             try:
                 os.utime(path)
             except FileNotFoundError:
-                path.touch()
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
     # -- logging -----------------------------------------------------------------------
 
