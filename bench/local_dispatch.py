@@ -46,7 +46,7 @@ def run_ours(root: Path, tasks: int, slots: int) -> tuple[float, int]:
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
     if state.state is not fa.JobState.COMPLETED:
-        raise SystemExit(f"bench job ended {state.state}: {state.task_counts}")
+        raise SystemExit(f"bench job ended {state.state}: {state.task_counts}: {state.message}")
     # The supervisor writes its peak RSS just after the last task state.
     for _ in range(200):
         with sqlite3.connect(root / "state.sqlite3") as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,17 @@ def test_submissions_are_journaled(local_backend: Any) -> None:
 
 
 def test_wait_times_out_and_the_job_goes_on(local_backend: Any) -> None:
-    job = submit(local_backend, {"commands": [["sleep", "30"]]}, journal=False)
-    with pytest.raises(WaitTimeoutError, match="still"):
+    job = submit(local_backend, {"commands": [["sleep", "300"]]}, journal=False)
+    # However slow the machine, the job is running before the short wait starts.
+    deadline = time.monotonic() + 60
+    while local_backend.get_job_state(job.id) is not JobState.RUNNING:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    with pytest.raises(WaitTimeoutError, match="still running"):
         wait(local_backend, job.id, timeout=0.3, poll_interval=0.05)
     assert local_backend.get_job_state(job.id) is JobState.RUNNING
     local_backend.stop_job(job.id)
+    assert wait(local_backend, job.id, timeout=60).state is JobState.STOPPED
 
 
 def test_wait_announces_state_changes_through_the_hook(local_backend: Any) -> None:

@@ -16,6 +16,9 @@ from pathlib import Path
 #: before signalling a process group recorded in the database.
 JOB_MARKER_ENV = "FARM_ADAPTERS_LOCAL_JOB"
 
+#: The module a job's supervisor runs; recognised in its command line.
+SUPERVISOR_MODULE = "farm_adapters.plugins.local.supervisor"
+
 
 def cpu_count() -> int:
     try:
@@ -75,13 +78,16 @@ def _alive_without_proc(pid: int) -> str | None:
 
 
 def is_alive(pid: int | None, start: str | None) -> bool:
-    """Whether the process recorded as (pid, start) is still the one running."""
-    if not pid:
+    """Whether the process recorded as (pid, start) is still the one running.
+
+    Without a recorded start time the pid alone proves nothing (it may have been
+    reused by any process since), so the answer is False."""
+    if not pid or not start:
         return False
     now = process_start(pid)
     if now is None:
         return False
-    return not start or not now or now == start
+    return not now or now == start
 
 
 def belongs_to_job(pid: int, job_id: str) -> bool:
@@ -92,6 +98,52 @@ def belongs_to_job(pid: int, job_id: str) -> bool:
     except OSError:
         return False
     return f"{JOB_MARKER_ENV}={job_id}".encode() in env.split(b"\0")
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def find_supervisor(db_path: Path, job_id: str) -> tuple[int, str] | None:
+    """(pid, start) of a running supervisor of ``job_id`` on the state database
+    ``db_path``, recognised by its command line; None when there is none. Used when no
+    pid was recorded (the submitting process died before it could write it)."""
+    module = SUPERVISOR_MODULE.encode()
+    want = [str(db_path).encode(), job_id.encode()]
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        if any(module in a for a in argv) and argv[-2:] == want:
+            start = process_start(pid)
+            if start:
+                return pid, start
+    return None
+
+
+def job_processes(job_id: str) -> list[int]:
+    """Every live process carrying the job's marker in its environment, whatever its
+    process group or session (background grandchildren included)."""
+    me = os.getpid()
+    return [pid for pid in _pids() if pid != me and belongs_to_job(pid, job_id)]
+
+
+def kill_job_processes(job_id: str) -> None:
+    """SIGKILL every process carrying the job's marker (never a reused pid: the marker
+    is checked on each one). Repeated until none is left, so a process forked while
+    the first sweep ran is caught by the next."""
+    for _ in range(20):
+        pids = job_processes(job_id)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def kill_group(pgid: int, sig: int) -> bool:
@@ -106,11 +158,13 @@ def kill_group(pgid: int, sig: int) -> bool:
 
 
 def kill_job_leftovers(job_id: str, pgids: Iterable[int]) -> None:
-    """SIGKILL the process groups of a job whose supervisor is gone, but only those
-    whose leader still carries the job's marker (never a reused pid)."""
+    """SIGKILL what is left of a job whose supervisor is gone: the process groups whose
+    leader still carries the job's marker (never a reused pid), then every other
+    process carrying it (a background grandchild whose group leader has exited)."""
     for pgid in pgids:
         if pgid and belongs_to_job(pgid, job_id):
             kill_group(pgid, signal.SIGKILL)
+    kill_job_processes(job_id)
 
 
 class LockPool:
@@ -130,6 +184,12 @@ class LockPool:
 
     def __len__(self) -> int:
         return len(self._fds)
+
+    def fds(self, names: Iterable[str]) -> list[int]:
+        """The descriptors holding ``names``: a task process that inherits them keeps
+        its tokens locked even if its supervisor is killed (``flock`` locks belong to
+        the open file, which the task then shares)."""
+        return [self._fds[name] for name in names]
 
     def acquire(self, count: int) -> list[str] | None:
         """Take ``count`` free tokens at once, or none (None)."""

@@ -8,6 +8,7 @@ at once, and jobs outlive the process that submitted them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,8 +42,21 @@ from farm_adapters.plugin import ProgressCallback
 
 from . import machine, store
 
-#: A job whose supervisor never recorded itself within this many seconds is failed.
+#: A job whose supervisor never recorded itself within this many seconds, and which no
+#: running supervisor claims, is failed.
 SUPERVISOR_START_GRACE = 60.0
+
+#: How a supervisor is started: like ``python -m farm_adapters.plugins.local.supervisor``
+#: but without the caller's working directory on ``sys.path`` (``-P`` needs 3.11), so a
+#: ``farm_adapters/`` folder there (a source checkout) never shadows the installed
+#: package. The supervisor keeps the caller's directory as its own, the tasks' default.
+SUPERVISOR_BOOT = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    f"from {machine.SUPERVISOR_MODULE} import main\n"
+    "sys.exit(main())\n"
+)
 
 
 class LocalSettings(BaseModel):
@@ -65,6 +79,12 @@ class LocalSettings(BaseModel):
     )
     labels: list[str] = Field(
         default_factory=list, description="labels this machine satisfies (requirements.labels)"
+    )
+    heartbeat_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds without a heartbeat from a job's live supervisor before the "
+        "job is reported unknown (the supervisor is stopped or starved)",
     )
 
 
@@ -280,18 +300,18 @@ class LocalPlugin(FarmPlugin):
     def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
         import subprocess
 
+        from .supervisor import HEARTBEAT_FILE
+
+        # A previous attempt's heartbeat must not make the new supervisor look stalled
+        # before it has touched its own.
+        with contextlib.suppress(OSError):
+            (log_dir / HEARTBEAT_FILE).unlink(missing_ok=True)
         try:
             store.private_dir(log_dir)
             fd = os.open(log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with open(fd, "ab") as out:
                 proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "farm_adapters.plugins.local.supervisor",
-                        str(self.db_path),
-                        job_id,
-                    ],
+                    [sys.executable, "-c", SUPERVISOR_BOOT, str(self.db_path), job_id],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,
@@ -308,10 +328,13 @@ class LocalPlugin(FarmPlugin):
             raise SubmitError(
                 f"job {job_id}: cannot start the local supervisor: {exc}", transient=False
             ) from exc
+        # The supervisor records itself first thing; this is for the case it died
+        # before it could (then ``start`` is None and the job is settled as failed).
         start = machine.process_start(proc.pid)
         with self._db() as conn:
             conn.execute(
-                "UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? WHERE id = ?",
+                "UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? "
+                "WHERE id = ? AND supervisor_pid IS NULL",
                 (proc.pid, start, job_id),
             )
         # Reap the supervisor when it ends if this process lives that long (a DCC):
@@ -352,6 +375,8 @@ class LocalPlugin(FarmPlugin):
         if pid is None:
             if time.time() - submitted_at < SUPERVISOR_START_GRACE:
                 return False
+            if machine.find_supervisor(self.db_path, job_id) is not None:
+                return False  # alive, and about to record itself
             reason = "the job's supervisor never started"
         elif machine.is_alive(pid, start):
             return False
@@ -387,11 +412,13 @@ class LocalPlugin(FarmPlugin):
                 "UPDATE jobs SET finished_at = COALESCE(finished_at, ?), message = ? WHERE id = ?",
                 (time.time(), reason, job_id),
             )
+            # Killed while the write lock is held: no restart can start a new attempt
+            # (whose tasks carry the same marker) until the old one's are gone.
+            machine.kill_job_leftovers(job_id, pgids)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        machine.kill_job_leftovers(job_id, pgids)
         self._append_job_log(Path(row[11]), f"[farm-adapters] {state}: {reason}\n")
         return True
 
@@ -420,10 +447,10 @@ class LocalPlugin(FarmPlugin):
             finished,
             attempt,
             stop_requested,
-            _pid,
-            _start,
+            pid,
+            start,
             message,
-            _log_dir,
+            log_dir,
         ) = row
         job = Job.from_task_states(
             counts,
@@ -441,8 +468,61 @@ class LocalPlugin(FarmPlugin):
             job.state = JobState.STOPPING
         if job.state.final:
             job.finished_at = _utc(finished)
+        if not job.state.final:
+            stalled = self._stalled_for(pid, start, log_dir)
+            if stalled is not None:
+                job.state = JobState.UNKNOWN
+                job.message = (
+                    f"the job's supervisor (pid {pid}) has not reported for {stalled:.0f} s: "
+                    f"it is stopped (SIGSTOP, a debugger) or starved; its tasks' timeouts "
+                    f"cannot fire meanwhile. Resume it (kill -CONT {pid}) or stop the job"
+                )
         if attempt > 1 and not job.message:
             job.message = f"attempt {attempt}"
+        return job
+
+    def _stalled_for(self, pid: int | None, start: str | None, log_dir: str) -> float | None:
+        """Seconds since a live supervisor last touched its heartbeat, when that is more
+        than ``heartbeat_timeout``; else None."""
+        from .supervisor import HEARTBEAT_FILE
+
+        try:
+            age = time.time() - (Path(log_dir) / HEARTBEAT_FILE).stat().st_mtime
+        except OSError:
+            return None  # not started yet, or an older supervisor without a heartbeat
+        timeout = self.settings.heartbeat_timeout  # type: ignore[attr-defined]
+        if age <= timeout or not machine.is_alive(pid, start):
+            return None
+        return age
+
+    def _explain_failure(self, conn: sqlite3.Connection, job: Job) -> Job:
+        """A failed job's message names the failed task and why (exit code, signal,
+        timeout), and how many others failed, unless it already has a reason."""
+        if job.state is not JobState.FAILED or (
+            job.message and not job.message.startswith("attempt ")
+        ):
+            return job
+        first = conn.execute(
+            "SELECT idx, frames, message, exit_code, COUNT(*) OVER () FROM tasks "
+            "WHERE job_id = ? AND state = 'failed' ORDER BY idx LIMIT 1",
+            (job.id,),
+        ).fetchone()
+        if first is None:
+            return job
+        idx, frames, reason, code, failed = first
+        label = f"task {idx}"
+        if frames:
+            listed: list[str] = str(frames).split(",")
+            first, last = listed[0], listed[-1]
+            label += f" (frame {first})" if len(listed) == 1 else f" (frames {first}-{last})"
+        if not reason and code is not None:
+            reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
+        text = f"{label} failed: {reason or 'no reason recorded'}"
+        if failed > 1:
+            text += f"; {failed - 1} more task(s) failed"
+        if job.message:
+            text = f"{job.message}: {text}"
+        job.message = text
         return job
 
     def get_job(self, job_id: str) -> Job:
@@ -452,7 +532,7 @@ class LocalPlugin(FarmPlugin):
             if self._settle_if_orphaned(conn, row, counts):
                 row = self._job_row(conn, job_id)
                 counts = self._counts(conn, job_id)
-            return self._job_from(row, counts)
+            return self._explain_failure(conn, self._job_from(row, counts))
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
         with self._read_db() as conn:
@@ -471,7 +551,7 @@ class LocalPlugin(FarmPlugin):
                 if self._settle_if_orphaned(conn, row, counts):
                     row = self._job_row(conn, row[0])
                     counts = self._counts(conn, row[0])
-                jobs.append(self._job_from(row, counts))
+                jobs.append(self._explain_failure(conn, self._job_from(row, counts)))
         wanted = set(states) if states else None
         return [j for j in jobs if wanted is None or j.state in wanted]
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import store
-from .machine import JOB_MARKER_ENV, LockPool, kill_group
+from .machine import JOB_MARKER_ENV, LockPool, kill_group, process_start
 
 FLUSH_INTERVAL = 0.1  # seconds between batched state writes
 STOP_POLL_INTERVAL = 1.0  # seconds between checks of stop_requested (if a signal is lost)
@@ -52,6 +52,9 @@ SEGMENT = struct.Struct("<QQ")
 RETRYABLE_STATE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")
 #: Write errors that lose task output rather than the job: a full disk or quota.
 OUTPUT_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: Touched about every STOP_POLL_INTERVAL while the supervisor runs; a stale one means
+#: the supervisor is stopped (SIGSTOP) or starved, and the job's status says so.
+HEARTBEAT_FILE = "supervisor.heartbeat"
 
 
 @dataclass
@@ -146,6 +149,26 @@ class Supervisor:
         )
         self.selector = selectors.DefaultSelector()
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    # -- life ------------------------------------------------------------------------
+
+    def record_self(self) -> None:
+        """Record this process as the job's supervisor (pid and start time), before
+        anything else: the submitting process may die before it records the pid, and a
+        job whose supervisor is alive must never be settled as orphaned."""
+        self.beat()
+        self.conn.execute(
+            "UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? WHERE id = ?",
+            (os.getpid(), process_start(os.getpid()), self.job_id),
+        )
+
+    def beat(self) -> None:
+        with contextlib.suppress(OSError):
+            path = self.log_dir / HEARTBEAT_FILE
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
     # -- logging -----------------------------------------------------------------------
 
@@ -366,6 +389,11 @@ class Supervisor:
             header += f", run {run.runs}"
         header += f": {shlex.join(argv)}"
         self.say(header)
+        # The task inherits the lock files of its slots (and GPUs): if this supervisor
+        # is killed, the tokens stay taken until the task's processes are gone too.
+        held = self.slot_pool.fds(run.slots)
+        if self.gpu_pool is not None:
+            held += self.gpu_pool.fds(f"gpu-{g}" for g in run.gpus)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             proc = subprocess.Popen(
@@ -376,6 +404,7 @@ class Supervisor:
                 cwd=command.get("cwd") or None,
                 env=env,
                 start_new_session=True,
+                pass_fds=held,
             )
         except OSError as exc:
             os.close(r)
@@ -555,6 +584,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= next_stop_poll:
                 next_stop_poll = now + STOP_POLL_INTERVAL
+                self.beat()
                 if not self.stop and self.stop_requested_in_db():
                     self.stop = True
             if self.stop and not stopping:
@@ -638,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     supervisor = Supervisor(Path(args[0]), args[1])
     try:
+        supervisor.record_self()
         supervisor.run()
     except BaseException as exc:
         traceback.print_exc()

@@ -97,6 +97,8 @@ class StudioFarmPlugin(FarmPlugin):
                         stderr=log,
                         env={**os.environ, **job.environment, **command.env},
                     )
+                    if job.stop.is_set():  # stop_job() came before the process existed
+                        job.process.terminate()
                     code = job.process.wait()
                     if code != 0:
                         break
