@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -100,9 +101,9 @@ def work(root: Path) -> None:
             for job in spool.all_jobs():
                 for task in job["tasks"]:
                     if task["state"] == RUNNING:
-                        task.update(state=FAILED, pid=None)
+                        task.update(state=STOPPED if job["stop"] else FAILED, pid=None)
                         spool.log(job["id"], f"[studio_farm] {task['label']}: worker died\n")
-                spool.write(job)
+                        spool.write(job)
         while (picked := next_task(spool)) is not None:
             run_task(spool, *picked)
 
@@ -134,7 +135,7 @@ def run_task(spool: Spool, job_id: str, index: int) -> None:
                     start_new_session=True,  # its own process group, for stop_job to end
                 )
             except OSError as exc:
-                code, why = 127, f"(cannot start it: {exc})"
+                code, why = 127, f" (cannot start it: {exc})"
                 break
             with spool.locked():  # record the pid so any process can stop the task
                 job = spool.read(job_id)
@@ -146,7 +147,7 @@ def run_task(spool: Spool, job_id: str, index: int) -> None:
                 code = process.wait(timeout=job["timeout"])
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-                code, why = process.wait(), f"(exceeded its timeout, {job['timeout']:g} s)"
+                code, why = process.wait(), f" (exceeded its timeout, {job['timeout']:g} s)"
             if code != 0:
                 break
     with spool.locked():
@@ -159,11 +160,11 @@ def run_task(spool: Spool, job_id: str, index: int) -> None:
             task["state"] = COMPLETED
         elif not why and task["attempts"] < job["max_retries"]:
             task.update(state=QUEUED, attempts=task["attempts"] + 1)
-            why = "(will be retried)"
+            why = " (will be retried)"
         else:
             task["state"] = FAILED
         spool.write(job)
-    spool.log(job_id, f"[studio_farm] {task['label']} exited with code {code} {why}\n")
+    spool.log(job_id, f"[studio_farm] {task['label']} exited with code {code}{why}\n")
 
 
 # -- the backend -----------------------------------------------------------------------
@@ -259,6 +260,7 @@ class StudioFarmPlugin(FarmPlugin):
             backend=self.name,
             target=self.target,
             render_context=job["render_context"],
+            submitted_at=datetime.fromtimestamp(job["submitted"], timezone.utc),
         )
         if job["stop"] and not view.state.final:
             view.state = JobState.STOPPING  # the contract: stop_job() -> STOPPING -> STOPPED
