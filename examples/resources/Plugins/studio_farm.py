@@ -97,10 +97,15 @@ def work(root: Path) -> None:
     spool.jobs.mkdir(parents=True, exist_ok=True)
     with open(root / "worker.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one worker per farm; later ones wait their turn
+        lock.write(f"{os.getpid()}\n")  # who the worker is, for a TD to look at
+        lock.flush()
         with spool.locked():  # a task left RUNNING belonged to a worker that died
             for job in spool.all_jobs():
                 for task in job["tasks"]:
                     if task["state"] == RUNNING:
+                        if task["pid"]:  # its processes outlived their worker: end them
+                            with contextlib.suppress(ProcessLookupError):
+                                os.killpg(task["pid"], signal.SIGKILL)
                         task.update(state=STOPPED if job["stop"] else FAILED, pid=None)
                         spool.log(job["id"], f"[studio_farm] {task['label']}: worker died\n")
                         spool.write(job)
