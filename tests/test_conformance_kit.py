@@ -86,7 +86,7 @@ def test_suite_fails_the_old_example_and_names_the_fix(tmp_path: Path) -> None:
         # persistence: ids and jobs live in one instance's memory and threads
         "test_persistence_ids_are_unique_across_instances": "ids must be unique",
         "test_persistence_second_instance_and_process_drive_the_job": "not in the instance's",
-        "test_persistence_job_outlives_the_submitting_process": "unknown",
+        "test_persistence_job_outlives_the_submitting_process": "a process that has exited",
         # honesty: accepted and ignored
         "test_honesty_retries_rerun_or_are_refused": "InvalidRequestError(field='max_retries')",
         "test_honesty_timeout_stops_the_task_or_is_refused": "requirements.timeout",

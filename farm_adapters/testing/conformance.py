@@ -330,6 +330,16 @@ def in_fresh_process(
         return answers
 
 
+def _found_by(backend: FarmPlugin, job_id: str, how: str) -> Job:
+    """The job as ``backend`` sees it; an unknown id fails with the persistence fix."""
+    _step(f"finding the job from {how}", job_id)
+    try:
+        return backend.get_job(job_id)
+    except JobNotFoundError:
+        pass
+    pytest.fail(f"job {job_id} is unknown to {how}: {_PERSIST_FIX}", pytrace=False)
+
+
 def _value(answer: dict[str, Any], what: str) -> Any:
     if "error" in answer:
         pytest.fail(f"in a fresh process, {what} raised {answer['error']}: {answer['message']}")
@@ -405,6 +415,7 @@ def test_failed_task_fails_the_job(farm_backend: FarmPlugin, farm_timeout: float
     # Final states stay final, also for a second instance.
     other = fresh_instance(farm_backend)
     try:
+        _found_by(other, job.id, "a second instance with the same settings")
         for backend in (farm_backend, other, farm_backend):
             assert backend.get_job_state(job.id) is JobState.FAILED, "final states stay final"
     finally:
@@ -628,15 +639,7 @@ def test_persistence_second_instance_and_process_drive_the_job(
     job = _submit(farm_backend, commands=[["sh", "-c", script]])
     other = fresh_instance(farm_backend)
     try:
-        _step("finding the job from a second instance", job.id)
-        try:
-            other.get_job(job.id)
-        except JobNotFoundError:
-            pytest.fail(
-                f"job {job.id}, submitted by one instance, is unknown to a second instance "
-                f"with the same settings: {_PERSIST_FIX}",
-                pytrace=False,
-            )
+        _found_by(other, job.id, "a second instance with the same settings")
         if Capability.STOP not in caps:
             _wait(other, job.id, farm_timeout)
             return
@@ -684,14 +687,7 @@ def test_persistence_job_outlives_the_submitting_process(
     request = {"name": "conformance", "commands": [["sh", "-c", "sleep 1; echo outlived"]]}
     (answer,) = in_fresh_process(farm_backend, [("submit", [request])], farm_timeout)
     job_id = _value(answer, "submit")
-    try:
-        farm_backend.get_job(job_id)
-    except JobNotFoundError:
-        pytest.fail(
-            f"job {job_id}, submitted from a process that has since exited, is unknown: "
-            f"{_PERSIST_FIX}",
-            pytrace=False,
-        )
+    _found_by(farm_backend, job_id, "this process (it was submitted by a process that has exited)")
     done = _wait(
         farm_backend,
         job_id,
@@ -777,7 +773,13 @@ def test_honesty_unmet_requirements_are_refused_or_mapped(
             # A job submitted after it and without the requirement runs to its end; by
             # then the unmet one must still not have run.
             later = _submit(farm_backend, commands=[["sh", "-c", "echo later"]])
-            _wait(farm_backend, later.id, farm_timeout)
+            _wait(
+                farm_backend,
+                later.id,
+                farm_timeout,
+                f"(A job submitted after one asking for requirements.{field}={value!r}, which "
+                f"this backend accepted: is it honoured, or should it be refused?)",
+            )
             state = farm_backend.get_job_state(job.id)
             assert state not in {JobState.RUNNING, JobState.COMPLETED}, (
                 f"requirements.{field}={value!r} cannot be met here, yet the job was accepted "
@@ -802,11 +804,14 @@ def test_honesty_retries_rerun_or_are_refused(
     except (InvalidRequestError, UnsupportedOperationError) as exc:
         assert _refusal_names(exc, "max_retries"), f"refused with {exc!r}, not naming max_retries"
         return
-    done = _wait(farm_backend, job.id, farm_timeout)
+    fix = (
+        "rerun a failed task up to max_retries times, or refuse max_retries > 0 with "
+        "InvalidRequestError(field='max_retries')"
+    )
+    done = _wait(farm_backend, job.id, farm_timeout, fix)
     assert done.state is JobState.COMPLETED, (
         f"max_retries=1 was accepted but the failed task did not run again (job "
-        f"{done.state}): rerun a failed task up to max_retries times, or refuse "
-        f"max_retries > 0 with InvalidRequestError(field='max_retries')"
+        f"{done.state}): {fix}"
     )
 
 
@@ -915,6 +920,7 @@ def test_logs_tail_across_instances_without_gaps_or_repeats(
     job = _submit(farm_backend, commands=[["sh", "-c", script]])
     other = fresh_instance(farm_backend)
     try:
+        _found_by(other, job.id, "a second instance with the same settings")
         _step("tailing the log from two instances in turn", job.id)
         readers = (farm_backend, other)
         text, offset, turn = "", 0, 0
