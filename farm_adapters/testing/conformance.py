@@ -356,7 +356,7 @@ _PERSIST_FIX = (
 # -- lifecycle -------------------------------------------------------------------------
 
 
-@budget(2)
+@budget(3)
 def test_submit_runs_to_completion(farm_backend: FarmPlugin, farm_timeout: float) -> None:
     job = _submit(
         farm_backend,
@@ -376,7 +376,7 @@ def test_submit_runs_to_completion(farm_backend: FarmPlugin, farm_timeout: float
             assert f"conformance-frame-{frame}" in log
 
 
-@budget(2)
+@budget(3)
 def test_render_log_offsets(farm_backend: FarmPlugin, farm_timeout: float) -> None:
     if Capability.RENDER_LOG not in farm_backend.capabilities:
         with pytest.raises(UnsupportedOperationError):
@@ -451,7 +451,7 @@ def test_stop_running_job(farm_backend: FarmPlugin, farm_timeout: float) -> None
         _stop_quietly(farm_backend, job.id)
 
 
-@budget(3)
+@budget(4)
 def test_restart_runs_again(farm_backend: FarmPlugin, farm_timeout: float) -> None:
     _requires(farm_backend, Capability.RESTART)
     # The first run fails and leaves a marker in the job's folder; the second passes.
@@ -605,7 +605,7 @@ def test_files_folder_and_copies_reach_the_task(
 # -- persistence -----------------------------------------------------------------------
 
 
-@budget(2)
+@budget(4)
 def test_persistence_ids_are_unique_across_instances(
     farm_backend: FarmPlugin, farm_timeout: float
 ) -> None:
@@ -626,7 +626,7 @@ def test_persistence_ids_are_unique_across_instances(
         second.close()
 
 
-@budget(5)
+@budget(7)
 def test_persistence_second_instance_and_process_drive_the_job(
     farm_backend: FarmPlugin, farm_timeout: float
 ) -> None:
@@ -732,7 +732,7 @@ def test_honesty_unclaimed_capabilities_are_refused(farm_backend: FarmPlugin) ->
             call()
 
 
-@budget(3)
+@budget(6)
 def test_honesty_unmet_requirements_are_refused_or_mapped(
     farm_backend: FarmPlugin, farm_timeout: float
 ) -> None:
@@ -846,7 +846,7 @@ def test_honesty_timeout_stops_the_task_or_is_refused(
 # -- states ----------------------------------------------------------------------------
 
 
-@budget(3)
+@budget(4)
 def test_states_stopped_job_ends_stopped(farm_backend: FarmPlugin, farm_timeout: float) -> None:
     _requires(farm_backend, Capability.STOP)
     script = f"test {{frame}} -eq 1 || sleep {_long(farm_timeout)}; echo frame-{{frame}}"
@@ -879,7 +879,7 @@ def test_states_stopped_job_ends_stopped(farm_backend: FarmPlugin, farm_timeout:
         _stop_quietly(farm_backend, job.id)
 
 
-@budget(3)
+@budget(5)
 def test_states_restart_of_completed_job_runs_every_task_again(
     farm_backend: FarmPlugin, farm_timeout: float
 ) -> None:
@@ -911,7 +911,7 @@ def test_states_restart_of_completed_job_runs_every_task_again(
 # -- logs ------------------------------------------------------------------------------
 
 
-@budget(3)
+@budget(4)
 def test_logs_tail_across_instances_without_gaps_or_repeats(
     farm_backend: FarmPlugin, farm_timeout: float
 ) -> None:
