@@ -304,15 +304,21 @@ def in_fresh_process(
             )
         )
         _step(f"running {[c[0] for c in calls]} in a fresh process")
-        try:
-            done = subprocess.run(
+        # Output goes to a file, not a pipe: a detached worker the backend starts may
+        # keep it open; only the process's own exit is waited for.
+        with open(Path(folder) / "output.txt", "wb") as output:
+            process = subprocess.Popen(
                 [sys.executable, "-m", "farm_adapters.testing._fresh_process", folder],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        try:
+            code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
             pytest.fail(
                 f"a fresh process running {[c[0] for c in calls]} did not exit in {timeout:g} s: "
                 f"the backend must not keep its caller's process alive (run jobs in a "
@@ -322,8 +328,8 @@ def in_fresh_process(
         result = Path(folder) / "result.json"
         if not result.exists():
             pytest.fail(
-                f"a fresh process could not build the backend (exit {done.returncode}): "
-                f"{done.stderr[-2000:]}",
+                f"a fresh process could not build the backend (exit {code}): "
+                f"{(Path(folder) / 'output.txt').read_text(errors='replace')[-2000:]}",
                 pytrace=False,
             )
         answers: list[dict[str, Any]] = json.loads(result.read_text())
