@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -72,12 +73,25 @@ def run_suite(
     return result, outcome
 
 
+def kill_leftovers(tmp_path: Path) -> None:
+    """The toy's stop ends `sh` but not its `sleep`: end what still runs in tmp_path."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.name) != os.getpid() and str(tmp_path) in os.readlink(proc / "cwd"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 def test_suite_fails_the_old_example_and_names_the_fix(tmp_path: Path) -> None:
     res = resources(tmp_path, REPO / "tests" / "data" / "toy_farm.py")
     config = targets(tmp_path, "toy_farm", storage=True)
-    result, outcome = run_suite(
-        tmp_path, res, ["--farm-target", "under-test", "--farm-timeout", "15"], config
-    )
+    try:
+        result, outcome = run_suite(
+            tmp_path, res, ["--farm-target", "under-test", "--farm-timeout", "15"], config
+        )
+    finally:
+        kill_leftovers(tmp_path)
     assert result.returncode == 1, result.stdout[-3000:]
     failed = {name: message for name, message in outcome.items() if message}
     expected = {
