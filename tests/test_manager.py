@@ -45,7 +45,7 @@ def test_unavailable_backend_cannot_be_created(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_lists_known_ones() -> None:
-    with pytest.raises(BackendNotFoundError, match="known: local, ovfarm, runai"):
+    with pytest.raises(BackendNotFoundError, match="known: local, ovfarm, runai, slurm"):
         get_plugin_manager().get_backend_class("nope")
 
 
