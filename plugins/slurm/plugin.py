@@ -340,9 +340,15 @@ class SlurmPlugin(FarmPlugin):
                 raise InvalidRequestError(
                     f"target {self.target!r}: Slurm refused the job: {detail}", field="requirements"
                 )
+            transient = any(t in lowered for t in _TRANSIENT)
+            hint = (
+                "; check that slurmctld runs and that SLURM_CONF (or slurm_conf) is right"
+                if transient
+                else ""
+            )
             raise SubmitError(
-                f"target {self.target!r}: sbatch failed: {detail or result.returncode}",
-                transient=any(t in lowered for t in _TRANSIENT),
+                f"target {self.target!r}: sbatch failed: {detail or result.returncode}{hint}",
+                transient=transient,
             )
         array = result.stdout.strip().split(";")[0]
         if not array.isdigit():

@@ -1,0 +1,80 @@
+"""The slurm backend through a login node: the real OpenSSH sshd on 127.0.0.1 in front
+of the real single-node Slurm cluster. The whole conformance suite runs through it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_adapters import BackendUnavailableError, Job, JobState, get_plugin_manager, submit, wait
+from farm_adapters.plugins.slurm import mapping
+from farm_adapters.testing.conformance import *  # noqa: F403
+
+
+@pytest.fixture
+def ssh_settings(sshd: Any, slurm_settings: dict[str, Any]) -> dict[str, Any]:
+    if getattr(sshd, "kind", "") != "openssh":
+        pytest.skip("the SSH transport runs commands: it needs OpenSSH sshd (apt-get install "
+                    "openssh-server, as .ci/run does when root)")  # fmt: skip
+    return {
+        **slurm_settings,
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "user": sshd.user,
+        "key_file": str(sshd.client_key),
+        "known_hosts": str(sshd.known_hosts),
+        "use_agent": False,
+    }
+
+
+@pytest.fixture
+def farm_backend(ssh_settings: dict[str, Any]) -> Iterator[Any]:
+    backend = get_plugin_manager().create_backend("slurm", ssh_settings, target="login")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def farm_timeout() -> float:
+    return 60.0
+
+
+def test_array_through_the_login_node(farm_backend: Any, slurm_cluster: Any) -> None:
+    job = submit(
+        farm_backend,
+        {"commands": [["sh", "-c", "echo frame {frame} on $(hostname)"]], "frames": "1-6",
+         "chunk_size": 2},
+        journal=False,
+    )  # fmt: skip
+    assert isinstance(job, Job)
+    done = wait(farm_backend, job.id, timeout=60, poll_interval=0.2)
+    assert done.state is JobState.COMPLETED, done.message
+    assert farm_backend.transport.where.startswith("login node")
+    log, offset = "", 0
+    while True:
+        chunk = farm_backend.get_render_log(job.id, offset)
+        log += chunk.text
+        if chunk.next_offset == offset:
+            break
+        offset = chunk.next_offset
+    for frame in (1, 3, 5):
+        assert f"frame {frame} on" in log
+    lines = slurm_cluster.jobcomp.read_text().splitlines()
+    tasks = [f for f in map(mapping.parse_fields, lines) if f.get("ArrayJobId") == job.id]
+    assert sorted(f["ArrayTaskId"] for f in tasks) == ["0", "1", "2"]
+
+
+def test_unknown_login_node_key_is_refused(ssh_settings: dict[str, Any], tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    backend = get_plugin_manager().create_backend(
+        "slurm", {**ssh_settings, "known_hosts": str(empty)}
+    )
+    with pytest.raises(BackendUnavailableError, match="unknown host key") as info:
+        backend.get_jobs()
+    assert "ssh-keyscan" in str(info.value)
+    assert empty.read_text() == ""  # nothing recorded without accept_new_host_key
+    backend.close()
