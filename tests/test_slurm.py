@@ -412,3 +412,46 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_cornell_demo_renders_through_a_slurm_target(slurm_cluster: Any, tmp_path: Path) -> None:
+    pytest.importorskip("mitsuba", reason="the demo extra is not installed")
+    targets = tmp_path / "targets.toml"
+    targets.write_text(
+        '[targets.hpc]\nbackend = "slurm"\n'
+        f'root = "{tmp_path / "shared"}"\nstate_dir = "{tmp_path / "state"}"\n'
+    )
+    env = {
+        **os.environ,
+        "SLURM_CONF": str(slurm_cluster.conf),
+        "FARM_ADAPTERS_CONFIG": str(targets),
+    }
+    demo = Path(__file__).resolve().parent.parent / "examples" / "cornell" / "demo.py"
+    run = subprocess.run(
+        [sys.executable, str(demo), "--target", "hpc", "--frames", "2", "--size", "32",
+         "--spp", "2", "--out", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "on target 'hpc'" in run.stdout
+    for name in ("frames/frame_0001.png", "frames/frame_0002.png", "contact_sheet.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_docs_targets_build_slurm_backends() -> None:
+    import re
+
+    from farm_adapters._toml import tomllib
+    from farm_adapters.config import parse_targets
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "slurm.md").read_text()
+    examples = re.findall(r"```toml\n(.*?)```", page, flags=re.S)
+    assert len(examples) == 2
+    for text in examples:
+        targets = [t for t in parse_targets(tomllib.loads(text)) if t.name == "hpc"]
+        assert len(targets) == 1
+        for target in targets:
+            backend = target.create_backend(get_plugin_manager())  # no connection yet
+            assert backend.name == "slurm"
+            backend.close()
