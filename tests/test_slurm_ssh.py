@@ -78,3 +78,38 @@ def test_unknown_login_node_key_is_refused(ssh_settings: dict[str, Any], tmp_pat
     assert "ssh-keyscan" in str(info.value)
     assert empty.read_text() == ""  # nothing recorded without accept_new_host_key
     backend.close()
+
+
+def test_failed_task_and_restart_through_the_login_node(
+    ssh_settings: dict[str, Any], slurm_cluster: Any
+) -> None:
+    """Default root (the login user's home), a failing task named with its exit code,
+    and a restart that reruns only that task."""
+    settings = {k: v for k, v in ssh_settings.items() if k != "root"}
+    backend = get_plugin_manager().create_backend("slurm", settings, target="login")
+    job = submit(
+        backend,
+        {"commands": [["sh", "-c", "test {frame} -ne 2 || test -f {folder}/again || "
+                       "{ touch {folder}/again; exit 4; }"]], "frames": "1-3"},
+        journal=False,
+    )  # fmt: skip
+    assert isinstance(job, Job)
+    done = wait(backend, job.id, timeout=60, poll_interval=0.2)
+    assert done.state is JobState.FAILED
+    assert "task 1 (frame 2)" in done.message and "exit code 4" in done.message
+    assert backend.root == f"{Path.home()}/farm-adapters"  # sshd logs in as this user
+    backend.restart_job(job.id)
+    again = wait(backend, job.id, timeout=60, poll_interval=0.2)
+    assert again.state is JobState.COMPLETED, again.message
+    lines = slurm_cluster.jobcomp.read_text().splitlines()
+    rerun = [
+        f for f in map(mapping.parse_fields, lines) if f.get("ArrayJobId") == again.native_ids[1]
+    ]
+    assert [f["ArrayTaskId"] for f in rerun] == ["1"]
+    backend.close()
+    import contextlib
+    import shutil
+
+    shutil.rmtree(Path(backend.root) / str(job.render_context))
+    with contextlib.suppress(OSError):  # other runs may use it at the same time
+        Path(backend.root).rmdir()

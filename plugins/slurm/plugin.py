@@ -18,6 +18,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +51,8 @@ from .transport import LocalTransport, Result, SshTransport, Transport
 #: Subfolder of a job's temporary folder holding one output file per array task.
 LOG_SUBDIR = "slurm-logs"
 SQUEUE_FORMAT = "%F|%K|%T|%r"
+#: Seconds the jobcomp file's location (from ``scontrol show config``) is remembered.
+JOBCOMP_CACHE = 3600.0
 #: sbatch errors that mean the request, not the cluster, is at fault.
 _REFUSALS = (
     "invalid",
@@ -132,6 +135,7 @@ class SlurmPlugin(FarmPlugin):
         self._jobcomp_partial = b""
         self._final: dict[tuple[str, int], mapping.TaskRecord] = {}
         self._gres: str | None = None
+        self._home: str | None = None
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -190,7 +194,10 @@ class SlurmPlugin(FarmPlugin):
         if self.s.root:
             return self.s.root.rstrip("/") or "/"
         if self.s.host:
-            return "farm-adapters"  # relative: the login user's home over SFTP
+            with self._lock:
+                if self._home is None:
+                    self._home = self.transport.home()
+            return f"{self._home}/farm-adapters"
         from farm_adapters._paths import data_dir
 
         return str(data_dir() / "slurm" / "folders")
@@ -382,19 +389,39 @@ class SlurmPlugin(FarmPlugin):
     # -- state -------------------------------------------------------------------------
 
     def _jobcomp_path(self) -> str | None:
+        """The cluster's jobcomp file (None without ``jobcomp/filetxt``): the setting,
+        else ``scontrol show config`` once, remembered in ``state_dir`` for an hour so a
+        poll from a fresh process (the CLI) costs no extra command."""
         with self._lock:
             if self._jobcomp is None:
                 path = self.s.jobcomp
                 if path is None:
-                    config = self._run("scontrol", "show", "config", what="reading the config")
-                    fields = {}
-                    for line in config.stdout.splitlines():
-                        key, _, value = line.partition("=")
-                        fields[key.strip()] = value.strip()
-                    if fields.get("JobCompType") == "jobcomp/filetxt":
-                        path = fields.get("JobCompLoc") or None
+                    path = self._cached_jobcomp()
                 self._jobcomp = (True, path)
             return self._jobcomp[1]
+
+    def _cached_jobcomp(self) -> str | None:
+        cache = self.state_dir / "cluster.json"
+        key = f"{self.s.host or ''}:{self.s.port}:{self.transport.slurm_conf or ''}"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(cache.read_text())
+            if data["key"] == key and time.time() - float(data["at"]) < JOBCOMP_CACHE:
+                found: str | None = data["jobcomp"]
+                return found
+        config = self._run("scontrol", "show", "config", what="reading the config")
+        fields = {}
+        for line in config.stdout.splitlines():
+            name, _, value = line.partition("=")
+            fields[name.strip()] = value.strip()
+        path = None
+        if fields.get("JobCompType") == "jobcomp/filetxt":
+            path = fields.get("JobCompLoc") or None
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".tmp{threading.get_ident()}")
+            tmp.write_text(json.dumps({"key": key, "at": time.time(), "jobcomp": path}))
+            os.replace(tmp, cache)
+        return path
 
     def _read_jobcomp(self) -> None:
         """Add the jobcomp file's new lines to the final states seen (one read)."""

@@ -59,6 +59,10 @@ class Transport:
     def makedirs(self, path: str) -> None:
         raise NotImplementedError
 
+    def home(self) -> str:
+        """The user's home folder where the commands run."""
+        return os.path.expanduser("~")
+
     def upload(self, paths: Sequence[str], folder: str, progress: Any = None) -> Any:
         raise NotImplementedError
 
@@ -205,6 +209,18 @@ class SshTransport(Transport):
 
     def makedirs(self, path: str) -> None:
         self.sftp.makedirs(path)
+
+    def home(self) -> str:
+        import paramiko
+
+        try:
+            with self.sftp._conn() as conn:
+                home: str = conn.sftp.normalize(".")
+                return home.rstrip("/")
+        except TransferError as exc:
+            raise BackendUnavailableError(str(exc).replace("storage ", "", 1)) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise BackendUnavailableError(f"{self.where}: SSH failed: {exc}") from exc
 
     def upload(self, paths: Sequence[str], folder: str, progress: Any = None) -> Any:
         return self.sftp.upload(paths, folder, progress)
