@@ -339,7 +339,7 @@ def test_environment_and_working_folder(slurm: Any) -> None:
         slurm, commands=[["sh", "-c", 'echo "$SHOT" "$PWD"']], environment={"SHOT": "sq 010"}
     )
     wait(slurm, job.id, timeout=60, poll_interval=0.2)
-    folder = slurm._load(job.id)["log_dir"].rsplit("/", 1)[0]
+    folder = slurm.jobs.load(job.id)["log_dir"].rsplit("/", 1)[0]
     assert f"sq 010 {folder}" in _log(slurm, job.id)
 
 

@@ -44,6 +44,7 @@ from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names
 
 from . import mapping
+from .records import JobStore, current_attempts
 
 __all__ = ["SlurmPlugin", "SlurmSettings"]
 from .transport import LocalTransport, Result, SshTransport, Transport
@@ -129,6 +130,7 @@ class SlurmPlugin(FarmPlugin):
             Path(s.state_dir).expanduser() if s.state_dir else data_dir() / "slurm" / safe
         )
         self._lock = threading.RLock()
+        self.jobs = JobStore(self.state_dir, self.target)
         self._transport: Transport | None = None
         self._jobcomp: tuple[bool, str | None] | None = None  # (looked up, path)
         self._jobcomp_offset = 0
@@ -202,44 +204,6 @@ class SlurmPlugin(FarmPlugin):
 
         return str(data_dir() / "slurm" / "folders")
 
-    # -- the local record of submitted jobs --------------------------------------------
-
-    def _record_path(self, job_id: str) -> Path:
-        if not re.fullmatch(r"\d{1,20}", job_id):
-            raise JobNotFoundError(job_id, backend=self.target)
-        return self.state_dir / "jobs" / f"{job_id}.json"
-
-    def _load(self, job_id: str) -> dict[str, Any]:
-        path = self._record_path(job_id)
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        except FileNotFoundError:
-            raise JobNotFoundError(job_id, backend=self.target) from None
-        except (OSError, ValueError) as exc:
-            raise BackendUnavailableError(f"cannot read the job record {path}: {exc}") from exc
-
-    def _save(self, record: dict[str, Any]) -> None:
-        path = self._record_path(record["id"])
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
-            tmp.write_text(json.dumps(record))
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise BackendUnavailableError(
-                f"cannot write the job record {path}: {exc}; set state_dir in the target"
-            ) from exc
-
-    def _records(self) -> list[dict[str, Any]]:
-        folder = self.state_dir / "jobs"
-        records = []
-        with contextlib.suppress(FileNotFoundError):
-            for path in folder.glob("*.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    records.append(json.loads(path.read_text()))
-        return records
-
     # -- stage 1: files ----------------------------------------------------------------
 
     def create_temporary_folder(self, render_context: str) -> str:
@@ -276,14 +240,14 @@ class SlurmPlugin(FarmPlugin):
         for dep in after:
             kind = "afterok" if dep.condition == "succeeded" else "afterany"
             try:
-                record = self._load(dep.job_id)
+                record = self.jobs.load(dep.job_id)
             except JobNotFoundError:
                 raise InvalidRequestError(
                     f"after: job {dep.job_id!r} is not a job of target {self.target!r}; "
                     f"list them with `farm-adapters jobs -t {self.target}`",
                     field="after",
                 ) from None
-            for index, attempt in sorted(_current_attempts(record).items()):
+            for index, attempt in sorted(current_attempts(record).items()):
                 groups[kind].append(f"{attempt['array']}_{index}")
         return [f"{kind}:{':'.join(ids)}" for kind, ids in groups.items() if ids]
 
@@ -383,7 +347,7 @@ class SlurmPlugin(FarmPlugin):
             "script": script,
             "attempts": [{"array": array, "indices": indices, "stopped": False}],
         }
-        self._save(record)
+        self.jobs.save(record)
         return array
 
     # -- state -------------------------------------------------------------------------
@@ -450,7 +414,7 @@ class SlurmPlugin(FarmPlugin):
         found: dict[tuple[str, int], Any] = {}
         missing_arrays: set[str] = set()
         for record in records:
-            for index, attempt in _current_attempts(record).items():
+            for index, attempt in current_attempts(record).items():
                 key = (attempt["array"], index)
                 if key in active:
                     found[key] = active[key]
@@ -472,7 +436,7 @@ class SlurmPlugin(FarmPlugin):
         states: list[JobState] = []
         problems: list[str] = []
         labels = record["labels"]
-        for index, attempt in sorted(_current_attempts(record).items()):
+        for index, attempt in sorted(current_attempts(record).items()):
             key = (attempt["array"], index)
             task = snapshot.get(key)
             label = labels[index] if index < len(labels) else f"task {index}"
@@ -505,11 +469,11 @@ class SlurmPlugin(FarmPlugin):
         )
 
     def get_job(self, job_id: str) -> Job:
-        record = self._load(job_id)
+        record = self.jobs.load(job_id)
         return self._job(record, self._snapshot([record]))
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
-        records = self._records()
+        records = self.jobs.all()
         snapshot = self._snapshot(records)
         jobs = [self._job(r, snapshot) for r in records]
         jobs.sort(key=lambda j: int(j.id), reverse=True)
@@ -540,7 +504,7 @@ class SlurmPlugin(FarmPlugin):
             for index in attempt["indices"]:
                 key = (attempt["array"], index)
                 task = snapshot.get(key)
-                current = _current_attempts(record).get(index) is attempt
+                current = current_attempts(record).get(index) is attempt
                 final = (not current) or task is None or mapping.map_state(task.state).final
                 path = f"{record['log_dir']}/{attempt['array']}_{index}.out"
                 label = record["labels"][index] if index < len(record["labels"]) else ""
@@ -557,7 +521,7 @@ class SlurmPlugin(FarmPlugin):
         return sources
 
     def get_render_log(self, job_id: str, offset: int = 0) -> LogChunk:
-        record = self._load(job_id)
+        record = self.jobs.load(job_id)
         try:
             return LogMirror(self.state_dir / "logs", job_id).chunk(
                 job_id, self._sources(record), offset
@@ -566,30 +530,28 @@ class SlurmPlugin(FarmPlugin):
             raise TransferError(f"cannot read the log of job {job_id}: {exc}") from exc
 
     def get_render_log_filename(self, job_id: str) -> str | None:
-        self._load(job_id)
+        self.jobs.load(job_id)
         path = LogMirror(self.state_dir / "logs", job_id).path
         return str(path) if path.exists() else None
 
     # -- control -----------------------------------------------------------------------
 
     def stop_job(self, job_id: str) -> None:
-        with self._lock:
-            record = self._load(job_id)
+        with self.jobs.locked(job_id) as record:
             job = self._job(record, self._snapshot([record]))
             if job.state.final:
                 return
-            arrays = sorted({a["array"] for a in _current_attempts(record).values()})
+            arrays = sorted({a["array"] for a in current_attempts(record).values()})
             for attempt in record["attempts"]:
                 if attempt["array"] in arrays:
                     attempt["stopped"] = True
-            self._save(record)
+            self.jobs.save(record)
             result = self._run("scancel", *arrays)
             if result.returncode != 0 and "already completed" not in result.stderr.lower():
                 raise self._error("scancel", result, f"stopping job {job_id}")
 
     def restart_job(self, job_id: str) -> None:
-        with self._lock:
-            record = self._load(job_id)
+        with self.jobs.locked(job_id) as record:
             snapshot = self._snapshot([record])
             job = self._job(record, snapshot)
             if not job.state.final:
@@ -597,7 +559,7 @@ class SlurmPlugin(FarmPlugin):
                     f"job {job_id} is {job.state}; stop it or wait for it to end before restarting",
                     field="job_id",
                 )
-            current = _current_attempts(record)
+            current = current_attempts(record)
             rerun = [
                 index
                 for index, attempt in sorted(current.items())
@@ -618,7 +580,7 @@ class SlurmPlugin(FarmPlugin):
                 record["script"],
             )
             record["attempts"].append({"array": array, "indices": rerun, "stopped": False})
-            self._save(record)
+            self.jobs.save(record)
 
     # -- test --------------------------------------------------------------------------
 
@@ -672,15 +634,6 @@ class SlurmPlugin(FarmPlugin):
             except FarmAdapterError as exc:
                 results.append(CheckResult(name="storage", ok=False, detail=str(exc)))
         return results
-
-
-def _current_attempts(record: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Task index -> the latest attempt that ran it."""
-    current: dict[int, dict[str, Any]] = {}
-    for attempt in record["attempts"]:
-        for index in attempt["indices"]:
-            current[int(index)] = attempt
-    return current
 
 
 def _text(data: bytes | None) -> str | None:
