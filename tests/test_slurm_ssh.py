@@ -113,3 +113,28 @@ def test_failed_task_and_restart_through_the_login_node(
     shutil.rmtree(Path(backend.root) / str(job.render_context))
     with contextlib.suppress(OSError):  # other runs may use it at the same time
         Path(backend.root).rmdir()
+
+
+def test_target_storage_carries_folders_files_and_logs(
+    slurm_settings: dict[str, Any], sftp: Any, tmp_path: Path
+) -> None:
+    """With a target storage (SFTP on the login node), the temporary folder, the render
+    files and the output files all go through it."""
+    backend = get_plugin_manager().create_backend("slurm", slurm_settings, target="hpc")
+    backend.storage, backend.storage_root = sftp, sftp.root
+    scene = tmp_path / "scene.txt"
+    scene.write_text("the scene\n")
+    job = submit(
+        backend,
+        {"commands": [["sh", "-c", "cat {folder}/scene.txt; pwd"]], "files": [str(scene)]},
+        journal=False,
+    )
+    assert isinstance(job, Job)
+    done = wait(backend, job.id, timeout=60, poll_interval=0.2)
+    assert done.state is JobState.COMPLETED, done.message
+    folder = f"{sftp.root}/{job.render_context}"
+    log = backend.get_render_log(job.id).text
+    assert "the scene" in log and folder in log
+    watched = backend.get_render_log_filename(job.id)
+    assert watched is not None and "the scene" in Path(watched).read_text()
+    backend.close()
