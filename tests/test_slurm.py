@@ -455,3 +455,26 @@ def test_docs_targets_build_slurm_backends() -> None:
             backend = target.create_backend(get_plugin_manager())  # no connection yet
             assert backend.name == "slurm"
             backend.close()
+
+
+def test_a_rotated_jobcomp_file_is_read_again(
+    slurm_cluster: Any, slurm_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    jobcomp = tmp_path / "jobcomp.txt"
+    jobcomp.write_text("")
+    backend = get_plugin_manager().create_backend(
+        "slurm", {**slurm_settings, "jobcomp": str(jobcomp)}
+    )
+    job = _submit(backend, commands=[["true"]])
+    _wait_for(lambda: _jobcomp_tasks(slurm_cluster, job.id) == ["0"], "the task to end")
+    real = slurm_cluster.jobcomp.read_text()
+    jobcomp.write_text("# padding\n" * 100 + real)
+    assert backend.get_job(job.id).state is JobState.COMPLETED
+    line = next(x for x in real.splitlines() if f"ArrayJobId={job.id} " in x)
+    failed = line.replace("JobState=COMPLETED", "JobState=FAILED").replace(
+        "ExitCode=0:0", "ExitCode=9:0"
+    )
+    jobcomp.write_text(failed + "\n")  # shorter than what was read: a new file
+    done = backend.get_job(job.id)
+    assert done.state is JobState.FAILED and "exit code 9" in done.message
+    backend.close()

@@ -393,9 +393,12 @@ class SlurmPlugin(FarmPlugin):
         if path is None:
             return
         with self._lock:
-            data = self.transport.read(path, self._jobcomp_offset)
-            if data is None:
+            read = self.transport.read(path, self._jobcomp_offset)
+            if read is None:
                 return
+            start, data = read
+            if start != self._jobcomp_offset:  # rotated: read it again from the start
+                self._jobcomp_offset, self._jobcomp_partial = start, b""
             text = self._jobcomp_partial + data
             cut = text.rfind(b"\n") + 1
             self._jobcomp_partial = text[cut:]
@@ -488,7 +491,8 @@ class SlurmPlugin(FarmPlugin):
             with self.storage.open_read(path) as f:
                 data: bytes = f.read()
                 return data
-        return self.transport.read(path)
+        read = self.transport.read(path)
+        return None if read is None else read[1]
 
     def _fetcher(self, path: str) -> Callable[[], str | None]:
         def fetch() -> str | None:

@@ -52,8 +52,9 @@ class Transport:
         """Run one Slurm command (``argv[0]`` is the program name, e.g. ``sbatch``)."""
         raise NotImplementedError
 
-    def read(self, path: str, offset: int = 0) -> bytes | None:
-        """The bytes of a cluster file from ``offset``; None when it does not exist."""
+    def read(self, path: str, offset: int = 0) -> tuple[int, bytes] | None:
+        """(start, bytes) of a cluster file from ``offset``, or from ``start`` 0 when
+        the file is now shorter than ``offset`` (rotated); None when it does not exist."""
         raise NotImplementedError
 
     def makedirs(self, path: str) -> None:
@@ -108,11 +109,12 @@ class LocalTransport(Transport):
             raise BackendUnavailableError(f"cannot run {argv[0]}: {exc}") from exc
         return Result(done.returncode, done.stdout, done.stderr)
 
-    def read(self, path: str, offset: int = 0) -> bytes | None:
+    def read(self, path: str, offset: int = 0) -> tuple[int, bytes] | None:
         try:
             with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read()
+                start = offset if os.fstat(f.fileno()).st_size >= offset else 0
+                f.seek(start)
+                return start, f.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -185,7 +187,7 @@ class SshTransport(Transport):
             )
         return Result(code, out, err)
 
-    def read(self, path: str, offset: int = 0) -> bytes | None:
+    def read(self, path: str, offset: int = 0) -> tuple[int, bytes] | None:
         import errno
 
         import paramiko
@@ -199,9 +201,10 @@ class SshTransport(Transport):
                         return None
                     raise
                 with f:
-                    f.seek(offset)
+                    start = offset if f.stat().st_size >= offset else 0
+                    f.seek(start)
                     data: bytes = f.read()
-                    return data
+                    return start, data
         except TransferError as exc:
             raise BackendUnavailableError(str(exc).replace("storage ", "", 1)) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
