@@ -3,7 +3,10 @@
 (target: ours/baseline >= 0.8 in tasks per second), and the Slurm commands one poll
 costs.
 
-    python bench/slurm_array.py [--tasks 200] [--runs 2] [--slurm-conf PATH]
+    python bench/slurm_array.py [--tasks 200] [--runs 2] [--poll-jobs 200] [--slurm-conf PATH]
+
+``--poll-jobs N`` also submits N one-task jobs and counts what one poll of all of them
+costs (one ``squeue``; the jobcomp file is read, not run).
 
 Without ``--slurm-conf`` (or ``$SLURM_CONF``) it starts the tests' private single-node
 cluster (root and Debian's slurmctld, slurmd and munge needed) and stops it after.
@@ -65,10 +68,32 @@ def ours(tasks: int, folder: Path, conf: str) -> tuple[float, dict[str, int], di
     return seconds, during, one_poll
 
 
+def poll_many(jobs: int, folder: Path, conf: str) -> None:
+    import farm_adapters as fa
+
+    backend = fa.get_plugin_manager().create_backend(
+        "slurm", {"slurm_conf": conf, "root": str(folder), "state_dir": str(folder / "state")}
+    )
+    for _ in range(jobs):
+        backend.submit_job(fa.parse_request({"commands": [["true"]]}))
+    for which in ("first (finds the jobcomp file once)", "next"):
+        backend.transport.calls.clear()
+        start = time.perf_counter()
+        listed = backend.get_jobs()
+        seconds = time.perf_counter() - start
+        print(
+            f"{which} poll of {len(listed)} jobs: {backend.transport.calls} "
+            f"(plus one jobcomp read), {seconds * 1000:.0f} ms",
+            flush=True,
+        )
+    backend.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--poll-jobs", type=int, default=200)
     parser.add_argument("--slurm-conf", default=os.environ.get("SLURM_CONF"))
     args = parser.parse_args()
 
@@ -98,6 +123,8 @@ def main() -> None:
                     flush=True,
                 )
             print(f"one poll of every job costs {one_poll} (plus one jobcomp read)")
+            if args.poll_jobs:
+                poll_many(args.poll_jobs, Path(tmp) / "many", conf)
             report(
                 f"slurm_array_{args.tasks}",
                 args.tasks / median(our_times),
