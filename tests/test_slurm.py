@@ -478,3 +478,16 @@ def test_a_rotated_jobcomp_file_is_read_again(
     done = backend.get_job(job.id)
     assert done.state is JobState.FAILED and "exit code 9" in done.message
     backend.close()
+
+
+def test_a_missing_slurm_conf_is_a_configuration_error(tmp_path: Path) -> None:
+    from farm_adapters import ConfigurationError
+
+    backend = get_plugin_manager().create_backend(
+        "slurm", {"slurm_conf": str(tmp_path / "nope.conf"), "state_dir": str(tmp_path)}
+    )
+    with pytest.raises(ConfigurationError, match="slurm_conf"):
+        submit(backend, {"commands": [["true"]]}, journal=False)
+    with pytest.raises(ConfigurationError, match="SLURM_CONF"):
+        backend.get_jobs()
+    assert not all(r.ok for r in backend.check())

@@ -37,7 +37,12 @@ from farm_adapters import (
     LogChunk,
     SubmitError,
 )
-from farm_adapters.errors import BackendUnavailableError, FarmAdapterError, TransferError
+from farm_adapters.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    FarmAdapterError,
+    TransferError,
+)
 from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.models import Dependency
 from farm_adapters.plugin import ProgressCallback
@@ -64,6 +69,8 @@ _REFUSALS = (
     "exceeds",
 )
 _TRANSIENT = ("timed out", "unable to contact", "connection refused", "try again", "busy")
+#: Client errors that mean the Slurm configuration is wrong.
+_CONFIG = ("configuration file", "s_p_parse_file", "clustername")
 
 
 class SlurmSettings(BaseModel):
@@ -181,7 +188,12 @@ class SlurmPlugin(FarmPlugin):
         text = (result.stderr or result.stdout).strip().splitlines()
         detail = text[-1] if text else f"exit code {result.returncode}"
         where = f"target {self.target!r} ({self.transport.where})"
-        lowered = detail.lower()
+        lowered = (result.stderr or result.stdout).lower()
+        if any(c in lowered for c in _CONFIG):
+            return ConfigurationError(
+                f"{where}: {program} cannot read its configuration ({detail}); fix SLURM_CONF "
+                f"or the target's slurm_conf"
+            )
         if any(t in lowered for t in _TRANSIENT) or "slurm_load" in lowered:
             return BackendUnavailableError(
                 f"{where}: {program} could not reach slurmctld while {what}: {detail}; check "
@@ -305,8 +317,11 @@ class SlurmPlugin(FarmPlugin):
     def _sbatch(self, argv: list[str], script: str) -> str:
         result = self._run(*argv, stdin=script)
         if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip()
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            detail = next((x for x in lines if "fatal" in x), lines[-1] if lines else "")
             lowered = detail.lower()
+            if any(c in "\n".join(lines).lower() for c in _CONFIG):
+                raise self._error("sbatch", result, "submitting")
             if any(r in lowered for r in _REFUSALS) and not any(t in lowered for t in _TRANSIENT):
                 raise InvalidRequestError(
                     f"target {self.target!r}: Slurm refused the job: {detail}", field="requirements"

@@ -83,6 +83,11 @@ class LocalTransport(Transport):
         return env
 
     def run(self, argv: Sequence[str], stdin: str | None = None) -> Result:
+        if self.slurm_conf and not os.path.exists(self.slurm_conf):
+            raise ConfigurationError(
+                f"the Slurm configuration {self.slurm_conf} does not exist here; fix "
+                f"SLURM_CONF or the target's slurm_conf (or set host to use a login node)"
+            )
         self._count(argv[0])
         program = [self._program(argv[0]), *argv[1:]]
         try:
