@@ -491,3 +491,33 @@ def test_a_missing_slurm_conf_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="SLURM_CONF"):
         backend.get_jobs()
     assert not all(r.ok for r in backend.check())
+
+
+def test_one_backend_polled_from_threads_while_submitting(slurm: Any) -> None:
+    """A DCC polls from its UI thread while a worker submits: no error, no lost job."""
+    import threading
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                for job in slurm.get_jobs():
+                    slurm.get_job(job.id)
+            except BaseException as exc:  # collected and re-raised below
+                errors.append(exc)
+                return
+
+    pollers = [threading.Thread(target=poll) for _ in range(3)]
+    for t in pollers:
+        t.start()
+    try:
+        ids = {_submit(slurm, commands=[["true"]], frames="1-2").id for _ in range(5)}
+    finally:
+        stop.set()
+        for t in pollers:
+            t.join(60)
+    assert not errors, errors
+    for job_id in ids:
+        assert wait(slurm, job_id, timeout=60, poll_interval=0.2).state is JobState.COMPLETED
