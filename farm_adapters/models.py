@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -38,6 +38,7 @@ __all__ = [
     "FRAME_TOKENS",
     "CheckResult",
     "Command",
+    "Dependency",
     "FrameSet",
     "InstallationMetadata",
     "Job",
@@ -236,6 +237,24 @@ def check_environment(env: Mapping[str, str]) -> dict[str, str]:
     return dict(env)
 
 
+class Dependency(BaseModel):
+    """A job this one waits for: ``condition`` "succeeded" (the default) starts this job
+    only when that one completed; "ended" starts it however that one ended. Backends that
+    cannot honour dependencies refuse a request that has any (field ``after``)."""
+
+    model_config = _STRICT
+
+    job_id: str = Field(min_length=1, description="the id submit returned for that job")
+    condition: Literal["succeeded", "ended"] = "succeeded"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_id(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return {"job_id": str(value)}
+        return value
+
+
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: The tokens substituted in argv, cwd and env by :meth:`JobRequest.tasks`.
 FRAME_TOKENS = ("frame", "start", "end", "frames")
@@ -273,6 +292,9 @@ class JobRequest(BaseModel):
     requirements: Requirements = Field(default_factory=Requirements)
     priority: int = Field(default=50, ge=0, le=100, description="0 lowest, 100 highest")
     max_retries: int = Field(default=0, ge=0, le=100)
+    after: list[Dependency] = Field(
+        default_factory=list, description="jobs this one waits for (job ids or tables)"
+    )
     user: str | None = None
     comment: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)

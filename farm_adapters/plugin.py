@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigurationError, UnsupportedOperationError
 from .models import (
     CheckResult,
+    Dependency,
     InstallationMetadata,
     Job,
     JobRequest,
@@ -61,6 +62,7 @@ class Capability(str, enum.Enum):
     STOP = "stop"
     RESTART = "restart"
     DRY_RUN = "dry_run"
+    DEPENDENCIES = "dependencies"
 
     def __str__(self) -> str:
         return self.value
@@ -74,6 +76,7 @@ _CAPABILITY_METHODS = {
     Capability.STOP: "stop_job",
     Capability.RESTART: "restart_job",
     Capability.DRY_RUN: "native_payloads",
+    Capability.DEPENDENCIES: "native_dependencies",
 }
 
 
@@ -356,6 +359,16 @@ class FarmPlugin(ABC):
         :class:`~farm_adapters.errors.InvalidRequestError` like :meth:`submit_job`.
         """
         raise UnsupportedOperationError(f"backend {self.name!r} has no dry run")
+
+    def native_dependencies(self, after: Sequence[Dependency]) -> list[str]:
+        """What the farm waits on for a request's ``after`` list (native references).
+
+        Optional (:attr:`Capability.DEPENDENCIES`): a backend without it has every request
+        with ``after`` refused by :func:`farm_adapters.submit`. Raises
+        :class:`~farm_adapters.errors.InvalidRequestError` (field ``after``) for a job
+        it cannot wait for.
+        """
+        raise UnsupportedOperationError(f"backend {self.name!r} cannot wait for other jobs")
 
     # -- information -------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .errors import FarmAdapterError, InvalidRequestError, WaitTimeoutError
 from .models import Job, JobRequest, JobState, parse_request
-from .plugin import FarmPlugin, ProgressCallback
+from .plugin import Capability, FarmPlugin, ProgressCallback
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -113,6 +113,13 @@ def submit(
     if request.user is None:
         request = request.model_copy(update={"user": getpass.getuser()})
     _check_local_files(request)
+    if request.after and Capability.DEPENDENCIES not in backend.capabilities:
+        raise InvalidRequestError(
+            f"after: backend {backend.name!r} (target {backend.target!r}) cannot make a job "
+            f"wait for other jobs; remove `after`, or use a target whose backend lists the "
+            f"{Capability.DEPENDENCIES} capability",
+            field="after",
+        )
 
     if dry_run:
         prepared = prepare_request(backend, request, folder=None)

@@ -19,6 +19,7 @@ SETTINGS = {
     "local": lambda request, tmp: {"root": str(tmp / "local"), "slots": 2, "grace_period": 2},
     "ovfarm": lambda request, tmp: request.getfixturevalue("ovfarm_settings"),
     "runai": lambda request, tmp: request.getfixturevalue("runai_settings"),
+    "slurm": lambda request, tmp: request.getfixturevalue("slurm_settings"),
 }
 
 BACKENDS = [b.name for b in get_plugin_manager().list_backends()]

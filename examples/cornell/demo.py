@@ -1,10 +1,11 @@
-"""The farm-adapters demo: a real render job through the local backend.
+"""The farm-adapters demo: a real render job through any render target (default local).
 
 Renders N frames of a camera orbiting Mitsuba's Cornell box, one frame per task, then
 assembles a contact sheet in a second job, and prints where the images are. Run it
 through ``bash examples/cornell/demo.sh``, which installs what it needs first.
 
     python examples/cornell/demo.py [--frames 8] [--size 256] [--spp 16] [--out DIR]
+                                    [--target NAME]   # e.g. a slurm target
 """
 
 from __future__ import annotations
