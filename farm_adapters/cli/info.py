@@ -68,7 +68,7 @@ def backends(obj: Context, as_json: bool) -> None:
             ok = "[green]yes[/]" if b.available else "[red]no[/] "
             note = b.display_name if b.available else b.reason
             out.print(f"{esc(b.name):<{width}}  {ok}  {esc(note)}")
-            out.print(f"{'':<{width}}  [dim]from {esc(b.origin)}[/]")
+            out.print(f"  [dim]{esc(b.origin)}[/]")
         for error in errors:
             out.print(f"[red]plug-in error:[/] {esc(error)}")
 

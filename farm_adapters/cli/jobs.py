@@ -296,27 +296,40 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         out.print("no jobs")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold", collapse_padding=True)
-    table.add_column("id", no_wrap=True)
-    table.add_column("name", no_wrap=True, overflow="ellipsis", min_width=8, ratio=1)
-    table.add_column("target", no_wrap=True, overflow="ellipsis", max_width=14)
-    table.add_column("state", no_wrap=True)
-    table.add_column("tasks", no_wrap=True, justify="right")
-    table.add_column("submitted", no_wrap=True)
+    cells = []
     for row in rows:
         done, total = row["finished_tasks"], row["total_tasks"]
-        tasks = f"{done}/{total}" if total is not None else "?"
-        state = state_text(row["state"])
-        if row["mark"]:
-            state = f"[dim]{row['state']}?[/]"
-        table.add_row(
-            esc(row["id"]),
-            esc(row["name"]),
-            esc(row["target"]),
-            state,
-            tasks,
-            fmt_time(row["submitted_at"]),
+        state = row["state"] + ("?" if row["mark"] else "")
+        cells.append(
+            (
+                row["id"],
+                row["name"],
+                row["target"],
+                state,
+                f"{done}/{total}" if total is not None else "?",
+                fmt_time(row["submitted_at"]),
+            )
         )
+    headers = ("id", "name", "target", "state", "tasks", "submitted")
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    widths[2] = min(widths[2], 14)
+    # Every column but the name keeps its full width; the name takes what is left of
+    # the terminal (at least 8), ellipsised: one line per job at 80 columns.
+    rest = sum(widths) - widths[1] + len(headers) - 1
+    widths[1] = max(8, min(widths[1], out.width - rest))
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
+    for i, header in enumerate(headers):
+        table.add_column(
+            header,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[i],
+            max_width=widths[i],
+            justify="right" if header == "tasks" else "left",
+        )
+    for row, (job_id, name, target, state, tasks, submitted) in zip(rows, cells, strict=True):
+        shown = f"[dim]{esc(state)}[/]" if row["mark"] else state_text(row["state"])
+        table.add_row(esc(job_id), esc(name), esc(target), shown, tasks, submitted)
     out.print(table)
     marked: dict[str, list[str]] = {}
     for row in rows:
@@ -482,7 +495,7 @@ def logs(
 
         if follow and task is None and tail is None:
             for text in follow_log(backend, job_id, offset=offset):
-                click.echo(show(text), nl=False)
+                click.echo(show(text), nl=False, color=raw or None)
             return
         read: Any
         if task is not None:
@@ -509,10 +522,10 @@ def logs(
 
             text = "".join(chunks(offset))
             lines = deque(text.splitlines(keepends=True), maxlen=tail)
-            click.echo(show("".join(lines)), nl=False)
+            click.echo(show("".join(lines)), nl=False, color=raw or None)
             return
         for text in chunks(offset):
-            click.echo(show(text), nl=False)
+            click.echo(show(text), nl=False, color=raw or None)
 
 
 @cli.command(

@@ -578,6 +578,35 @@ class LocalPlugin(FarmPlugin):
             complete=job.state.final and next_offset >= size,
         )
 
+    def get_task_details(self, job_id: str) -> list[dict[str, Any]]:
+        """One dict per task, in order: index, frames ("1-4" or "7"), state, attempt
+        (runs so far), exit_code, started_at and finished_at (POSIX times), message.
+        Optional backend method read by ``farm-adapters status --tasks``."""
+        with self._read_db() as conn:
+            self._job_row(conn, job_id)
+            rows = conn.execute(
+                "SELECT idx, frames, state, runs, exit_code, started_at, finished_at, message "
+                "FROM tasks WHERE job_id = ? ORDER BY idx",
+                (job_id,),
+            ).fetchall()
+        details = []
+        for idx, frames, state, runs, code, started, finished, message in rows:
+            listed = [f for f in str(frames or "").split(",") if f]
+            label = listed[0] if len(listed) == 1 else f"{listed[0]}-{listed[-1]}" if listed else ""
+            details.append(
+                {
+                    "index": idx,
+                    "frames": label,
+                    "state": state,
+                    "attempt": runs,
+                    "exit_code": code,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "message": message,
+                }
+            )
+        return details
+
     def get_task_log(self, job_id: str, task: int, offset: int = 0) -> LogChunk:
         """One task's output (every run of it), from byte ``offset`` of that output.
 
