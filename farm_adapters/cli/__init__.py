@@ -109,7 +109,7 @@ def _needs_plugin_commands(args: Sequence[str]) -> bool:
     if os.environ.get("_FARM_ADAPTERS_COMPLETE"):
         return True
     if not words:
-        return True  # `farm-adapters --help` lists every command, plug-ins' too
+        return False  # `--help` lists the built-ins and says how plug-ins add theirs
     return words[0] not in cli.commands
 
 

@@ -283,7 +283,10 @@ Examples:
   farm-adapters submit --frames 1-100 -- blender -b s.blend -f {frame}
   farm-adapters jobs --state running --since 2d
   farm-adapters status JOB_ID --tasks
-  farm-adapters logs JOB_ID --task 3 --tail 50""",
+  farm-adapters logs JOB_ID --task 3 --tail 50
+
+Plug-ins add commands of their own (the ovfarm backend adds `jobdefs`): run
+`farm-adapters COMMAND --help` for one.""",
 )
 @click.option(
     "--config",

@@ -3,18 +3,21 @@ farm (needs the ``emulators`` extra)."""
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ._common import EXIT_UNREACHABLE, EXIT_USAGE, cli, fail
 
+if TYPE_CHECKING:
+    import socket
+
 
 def _install_hint() -> str:
     """How to get the extra: from a clone (a pyproject.toml beside the package) it is
     `pip install '.[emulators]'`; from a release, the PyPI name."""
+    from pathlib import Path
+
     root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and (root / "farm_adapters").is_dir():
         return f"pip install -e '{root}[emulators]'"
@@ -28,6 +31,8 @@ def _missing_extra(exc: ImportError) -> NoReturn:
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything is printed: a busy port is one
     error line, and port 0 picks a free port."""
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +69,8 @@ def _refuse_one_string_command(command: Sequence[str]) -> None:
 def _check_programs_exist(request: Any) -> None:
     """On the local backend the program must exist here: say so now rather than fail
     on the node with exit code 127."""
+    import shutil
+
     for command in request.commands:
         if getattr(command, "shell", False) or not command.argv:
             continue
