@@ -526,3 +526,32 @@ def test_state_names_match_the_model() -> None:
 
     assert tuple(s.value for s in JobState) == STATES
     assert {s.value for s in JobState if s.final} == set(FINAL_STATES)
+
+
+# -- 7. no silent waits -------------------------------------------------------------------
+
+
+def test_first_submit_and_stop_wait_say_what_they_wait_for(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the emulators extra is not installed")
+    from farm_adapters.testing.emulators._server import BackgroundServer
+    from farm_adapters.testing.emulators.ovfarm import create_app
+
+    app = create_app(api_key="k", agents=1, cancel_delay=2.0, propagation_delay=0.2)
+    with BackgroundServer(app) as server:  # a new farm: no runner definition yet
+        config = tmp_path / "farm-adapters.toml"
+        config.write_text(
+            f'[targets.ov]\nbackend = "ovfarm"\nurl = "{server.url}"\n'
+            f'api_key = {{ env = "OV_API_KEY" }}\nfolders = "{tmp_path / "folders"}"\n'
+        )
+        env = {"FARM_ADAPTERS_CONFIG": str(config), "OV_API_KEY": "k"}
+        first = cli("submit", "-t", "ov", "--json", "--", "sleep", "60", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "note: published job definition" in first.stderr and "30 s" in first.stderr
+        job_id = json.loads(first.stdout)["id"]
+        second = cli("submit", "-t", "ov", "--json", "--", "true", env=env)
+        assert "published" not in second.stderr  # only the first submit waits
+        stopped = cli("stop", job_id, "--wait", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        lines = stopped.stderr.splitlines()
+        assert lines[0].startswith(f"waiting for job {job_id}") and "30 s" in lines[0]
+        assert "stopped" in lines[-1]

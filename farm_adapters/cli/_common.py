@@ -100,6 +100,7 @@ class Context:
         return self._manager
 
     def backend(self, target: str | None, **overrides: Any) -> Any:
+        show_notices()
         return self.targets.get(target).create_backend(self.manager, **overrides)
 
     def backend_for_job(self, job_id: str, target: str | None) -> Any:
@@ -137,6 +138,21 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def show_notices() -> None:
+    """Print what backends say they are waiting for (the ``farm_adapters.notice``
+    logger) on stderr, so no wait is silent."""
+    import logging
+
+    logger = logging.getLogger("farm_adapters.notice")
+    if not any(getattr(h, "_farm_adapters_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        handler._farm_adapters_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 # -- output ----------------------------------------------------------------------------
