@@ -555,3 +555,20 @@ def test_first_submit_and_stop_wait_say_what_they_wait_for(tmp_path: Path) -> No
         lines = stopped.stderr.splitlines()
         assert lines[0].startswith(f"waiting for job {job_id}") and "30 s" in lines[0]
         assert "stopped" in lines[-1]
+
+
+def test_status_times_follow_the_attempt(tmp_path: Path) -> None:
+    config = tmp_path / "farm-adapters.toml"
+    config.write_text('[targets.local]\nbackend = "local"\nslots = 1\n')
+    env = {"FARM_ADAPTERS_CONFIG": str(config)}
+    busy = json.loads(cli("submit", "--json", "--", "sleep", "60", env=env).stdout)["id"]
+    waiting = json.loads(cli("submit", "--json", "--", "true", env=env).stdout)["id"]
+    wait_state(busy, "running")
+    queued = json.loads(cli("status", waiting, "--json", env=env).stdout)
+    assert queued["state"] == "queued" and queued["started_at"] is None
+    assert "started:" not in cli("status", waiting, env=env).stdout
+    assert cli("stop", busy, "--wait", env=env).returncode == 0
+    wait_state(waiting, "completed")
+    assert cli("restart", waiting, "--wait", env=env).returncode == 0
+    again = json.loads(cli("status", waiting, "--json", env=env).stdout)
+    assert again["submitted_at"] <= again["started_at"] <= again["finished_at"]

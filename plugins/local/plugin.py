@@ -457,7 +457,8 @@ class LocalPlugin(FarmPlugin):
             id=job_id,
             name=name,
             submitted_at=_utc(submitted),
-            started_at=_utc(started),
+            # A job none of whose tasks has left the queue has not started.
+            started_at=_utc(started) if set(counts) - {JobState.QUEUED} else None,
             backend=self.name,
             target=self.target,
             render_context=context,
@@ -688,7 +689,7 @@ class LocalPlugin(FarmPlugin):
                 conn.execute(
                     "UPDATE jobs SET attempt = attempt + 1, stop_requested = 0, "
                     "finished_at = NULL, supervisor_pid = NULL, supervisor_start = NULL, "
-                    "submitted_at = ?, message = '' WHERE id = ?",
+                    "started_at = NULL, submitted_at = ?, message = '' WHERE id = ?",
                     (time.time(), job_id),
                 )
                 conn.execute("COMMIT")
