@@ -381,8 +381,12 @@ def test_logs_tail_task_and_colours() -> None:
     assert "red 1" in plain and "\x1b[" not in plain
     assert "\x1b[31mred 1" in cli("logs", job_id, "--raw").stdout
     assert cli("logs", job_id, "--tail", "1").stdout.count("\n") == 1
+    assert cli("logs", job_id, "--tail", "2").stdout.splitlines()[-1].endswith("finished")
     task = cli("logs", job_id, "--task", "1").stdout
     assert "red 2" in task and "line2-2" in task and "red 1" not in task and "red 3" not in task
+    lines = plain.splitlines()
+    for frame in (1, 2, 3):  # parallel tasks' lines read apart: each names its task
+        assert f"[{frame - 1}] red {frame}" in lines and f"[{frame - 1}] line2-{frame}" in lines
 
 
 # -- 11. a forgotten `--` -----------------------------------------------------------------

@@ -481,7 +481,10 @@ def logs(
     raw: bool,
     offset: int,
 ) -> None:
-    """Print a job's render log (render-node paths shown as this machine's)."""
+    """Print a job's render log (render-node paths shown as this machine's).
+
+    Where the backend knows which task wrote a line (local does), the line starts with
+    the task's number: [3]."""
     from ..submit import follow_log
 
     with handle_errors(obj.debug, interrupted=f"stopped following; job {job_id} goes on"):
@@ -517,6 +520,17 @@ def logs(
                     return
                 offset = chunk.next_offset
 
+        tagged = getattr(backend, "get_task_lines", None)
+        if task is None and offset == 0 and tagged is not None:
+            # Each line with its task, so the output of parallel tasks reads apart.
+            pairs = tagged(job_id)
+            text = "".join(
+                (f"[{index}] " if index is not None else "") + line for index, line in pairs
+            )
+            if tail is not None:
+                text = "".join(text.splitlines(keepends=True)[-tail:] if tail else [])
+            click.echo(show(text), nl=False, color=raw or None)
+            return
         if tail is not None:
             from collections import deque
 

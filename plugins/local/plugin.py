@@ -643,6 +643,42 @@ class LocalPlugin(FarmPlugin):
             complete=final and next_offset >= size,
         )
 
+    def get_task_lines(self, job_id: str) -> list[tuple[int | None, str]]:
+        """The job's log as (task index, line) pairs in the order written; the task is
+        None for the job's own lines (attempts, starts, exits). Optional backend method
+        read by ``farm-adapters logs`` to prefix each line with its task."""
+        from .supervisor import SEGMENT
+
+        with self._read_db() as conn:
+            row = self._job_row(conn, job_id)
+            total = conn.execute(
+                "SELECT COUNT(*) FROM tasks WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+        log_dir = Path(row[11])
+        try:
+            data = (log_dir / "job.log").read_bytes()
+            owner: list[tuple[int, int, int]] = []
+            for task in range(total):
+                try:
+                    raw = (log_dir / f"task-{task:05d}.idx").read_bytes()
+                except FileNotFoundError:
+                    continue
+                for i in range(0, len(raw) - SEGMENT.size + 1, SEGMENT.size):
+                    start, length = SEGMENT.unpack_from(raw, i)
+                    owner.append((start, start + length, task))
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot read render log in {log_dir}: {exc}") from exc
+        owner.sort()
+        lines: list[tuple[int | None, str]] = []
+        pos, k = 0, 0
+        for raw_line in data.splitlines(keepends=True):
+            while k < len(owner) and owner[k][1] <= pos:
+                k += 1
+            task_of = owner[k][2] if k < len(owner) and owner[k][0] <= pos else None
+            lines.append((task_of, raw_line.decode("utf-8", errors="replace")))
+            pos += len(raw_line)
+        return lines
+
     # -- control -----------------------------------------------------------------------
 
     def stop_job(self, job_id: str) -> None:
