@@ -521,9 +521,10 @@ def logs(
                 offset = chunk.next_offset
 
         tagged = getattr(backend, "get_task_lines", None)
-        if task is None and offset == 0 and tagged is not None:
-            # Each line with its task, so the output of parallel tasks reads apart.
-            pairs = tagged(job_id)
+        pairs = tagged(job_id) if task is None and offset == 0 and tagged is not None else []
+        if len({index for index, _ in pairs if index is not None}) > 1:
+            # Each line with its task, so the output of parallel tasks reads apart
+            # (a job of one task, and --offset, show the log as written).
             text = "".join(
                 (f"[{index}] " if index is not None else "") + line for index, line in pairs
             )
