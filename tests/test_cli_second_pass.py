@@ -576,3 +576,31 @@ def test_status_times_follow_the_attempt(tmp_path: Path) -> None:
     assert cli("restart", waiting, "--wait", env=env).returncode == 0
     again = json.loads(cli("status", waiting, "--json", env=env).stdout)
     assert again["submitted_at"] <= again["started_at"] <= again["finished_at"]
+
+
+def test_logs_follow_with_tail_and_timestamps(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    script = f"echo one; echo two; while [ ! -e {go} ]; do sleep 0.1; done; echo four"
+    job_id = json.loads(cli("submit", "--json", "--", "sh", "-c", script).stdout)["id"]
+    follower = subprocess.Popen(
+        [*EXE, "logs", job_id, "--follow", "--tail", "50", "--timestamps"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    seen = []
+    for line in follower.stdout:  # the lines so far come first ...
+        seen.append(line.rstrip("\n"))
+        if line.rstrip("\n").endswith("two"):
+            break
+    go.touch()  # ... then the job goes on, and what comes is stamped
+    rest, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, err
+    later = rest.splitlines()
+    (four,) = [line for line in later if line.endswith("four")]
+    assert re.match(r"^\d\d:\d\d:\d\d four$", four)
+    assert cli("logs", job_id, "--timestamps").returncode == 2
+    assert cli("logs", job_id, "--follow", "--task", "0").returncode == 2
+    done = cli("logs", job_id, "--follow", "--tail", "1")
+    assert done.stdout.splitlines()[0].endswith("finished")

@@ -448,6 +448,34 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _read_all(backend: Any, job_id: str, offset: int) -> tuple[str, int]:
+    """The log from ``offset`` to its current end, and that end's offset."""
+    parts = []
+    while True:
+        chunk = backend.get_render_log(job_id, offset)
+        parts.append(chunk.text)
+        if chunk.next_offset == offset or not chunk.text:
+            return "".join(parts), offset
+        offset = chunk.next_offset
+
+
+class _Stamper:
+    """Puts the local time at the start of each line of a stream of text pieces."""
+
+    def __init__(self) -> None:
+        self.at_start = True
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        now = time.strftime("%H:%M:%S ")
+        out = []
+        for line in text.splitlines(keepends=True):
+            out.append((now if self.at_start else "") + line)
+            self.at_start = line.endswith("\n")
+        return "".join(out)
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
@@ -456,13 +484,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 Examples:
   farm-adapters logs 3f9c2a1b7d4e
   farm-adapters logs 3f9c2a1b7d4e --task 3 --tail 50
-  farm-adapters logs 3f9c2a1b7d4e --follow"""
+  farm-adapters logs 3f9c2a1b7d4e --follow --tail 20 --timestamps"""
 )
 @click.argument("job_id", shell_complete=complete_job_id)
 @click.option("-t", "--target", help=JOB_TARGET_HELP, shell_complete=complete_target)
 @click.option("--follow", is_flag=True, help="Keep printing until the job ends.")
 @click.option("--task", "task", type=click.IntRange(0), help="Only this task's output.")
 @click.option("--tail", type=click.IntRange(0), help="Only the last N lines.")
+@click.option(
+    "--timestamps", is_flag=True, help="With --follow: start each line with the time it came."
+)
 @click.option("--raw", is_flag=True, help="Keep colour codes (ANSI) as the farm sent them.")
 @click.option(
     "--offset",
@@ -478,6 +509,7 @@ def logs(
     follow: bool,
     task: int | None,
     tail: int | None,
+    timestamps: bool,
     raw: bool,
     offset: int,
 ) -> None:
@@ -496,9 +528,25 @@ def logs(
             text = mapped(text)
             return text if raw else _ANSI.sub("", text)
 
-        if follow and task is None and tail is None:
+        if follow and task is not None:
+            raise click.UsageError(
+                "--follow streams the whole job's log (each line names its task when the "
+                "job ends); drop --task, or drop --follow to read one task"
+            )
+        if timestamps and not follow:
+            raise click.UsageError(
+                "--timestamps stamps lines as they arrive, so it goes with --follow; the "
+                "farm keeps no time per line"
+            )
+        if follow:
+            if tail is not None:  # the last lines so far, then what comes
+                text, offset = _read_all(backend, job_id, offset)
+                lines = text.splitlines(keepends=True)
+                click.echo(show("".join(lines[-tail:] if tail else [])), nl=False)
+            stamp = _Stamper() if timestamps else None
             for text in follow_log(backend, job_id, offset=offset):
-                click.echo(show(text), nl=False, color=raw or None)
+                shown = show(text)
+                click.echo(stamp(shown) if stamp else shown, nl=False, color=raw or None)
             return
         read: Any
         if task is not None:
@@ -533,11 +581,9 @@ def logs(
             click.echo(show(text), nl=False, color=raw or None)
             return
         if tail is not None:
-            from collections import deque
-
-            text = "".join(chunks(offset))
-            lines = deque(text.splitlines(keepends=True), maxlen=tail)
-            click.echo(show("".join(lines)), nl=False, color=raw or None)
+            everything = "".join(chunks(offset)).splitlines(keepends=True)
+            last = everything[-tail:] if tail else []
+            click.echo(show("".join(last)), nl=False, color=raw or None)
             return
         for text in chunks(offset):
             click.echo(show(text), nl=False, color=raw or None)
