@@ -604,3 +604,15 @@ def test_logs_follow_with_tail_and_timestamps(tmp_path: Path) -> None:
     assert cli("logs", job_id, "--follow", "--task", "0").returncode == 2
     done = cli("logs", job_id, "--follow", "--tail", "1")
     assert done.stdout.splitlines()[0].endswith("finished")
+
+
+def test_emulate_without_the_extra_says_how_to_install_it_from_here(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocked" / "uvicorn"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named uvicorn')\n")
+    path = os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])
+    result = cli("emulate", "ovfarm", "--port", "0", env={"PYTHONPATH": path})
+    assert result.returncode == 2
+    # This checkout is a clone: the extra comes from it, not from a PyPI release.
+    assert f"pip install -e '{REPO}[emulators]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -107,7 +107,14 @@ def _needs_plugin_commands(args: Sequence[str]) -> bool:
     light."""
     words = [a for a in args if not a.startswith("-")]
     if os.environ.get("_FARM_ADAPTERS_COMPLETE"):
-        return True
+        # Completing: the words typed so far (the last one is being completed). Once a
+        # built-in command is named, its job ids and targets complete without loading
+        # any plug-in.
+        typed = os.environ.get("COMP_WORDS", "").split()[1:]
+        if os.environ.get("COMP_WORDS", "").endswith(" "):
+            typed.append("")
+        named = [w for w in typed[:-1] if not w.startswith("-")]
+        return not named or named[0] not in cli.commands
     if not words:
         return False  # `--help` lists the built-ins and says how plug-ins add theirs
     return words[0] not in cli.commands
