@@ -37,7 +37,9 @@ from ._common import (
 
 #: How long `jobs` waits for all farms together; a farm that has not answered by then
 #: is marked unreachable (its rows keep their last known state).
-PROBE_DEADLINE = 1.5
+PROBE_DEADLINE = 1.0
+#: A backend without a url reads this machine's own store: it is waited for.
+LOCAL_DEADLINE = 60.0
 #: Marks of rows whose state could not be read now.
 UNREACHABLE = "unreachable"
 UNKNOWN_TO_FARM = "unknown to the farm"
@@ -72,14 +74,30 @@ class _Probe(threading.Thread):
         self.problem: str | None = None
         self.mark = UNREACHABLE
 
-    def run(self) -> None:
+    def prepare(self) -> None:
+        """Build the backend (imports, settings; no network) before the clock starts,
+        so only the farm's answer counts against the deadline."""
+        self.backend: Any = None
         try:
-            try:
-                backend = self.obj.backend(self.target, timeout=1.0, retries=0)
-            except ConfigurationError as exc:
-                self.mark, self.problem = NOT_CONFIGURED, str(exc)
-                return
-            for job in backend.get_jobs():
+            self.backend = self.obj.backend(self.target, timeout=1.0, retries=0)
+        except ConfigurationError as exc:
+            self.mark, self.problem = NOT_CONFIGURED, str(exc)
+        except FarmAdapterError as exc:
+            self.problem = str(exc)
+        except Exception as exc:  # a plug-in's bug must not hide the other targets
+            self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the backend talks to a farm over the network (its settings have a
+        url): only those are given up on; this machine's own store is always read."""
+        return hasattr(getattr(self.backend, "settings", None), "url")
+
+    def run(self) -> None:
+        if self.backend is None:
+            return
+        try:
+            for job in self.backend.get_jobs():
                 if job.id in self.ids:
                     self.found[job.id] = job
         except ConfigurationError as exc:
@@ -250,10 +268,12 @@ def _journal_rows(
             obj.targets  # noqa: B018 - a bad file marks every row, in the probes
     probes = [_Probe(obj, name, ids) for name, ids in by_target.items()]
     for probe in probes:
+        probe.prepare()
+    for probe in probes:
         probe.start()
     deadline = time.monotonic() + PROBE_DEADLINE
-    for probe in probes:
-        probe.join(max(0.0, deadline - time.monotonic()))
+    for probe in sorted(probes, key=lambda p: not p.remote):
+        probe.join(max(0.0, deadline - time.monotonic()) if probe.remote else LOCAL_DEADLINE)
     results = {p.target: p for p in probes}
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
