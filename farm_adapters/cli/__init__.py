@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import click
 
 from ..dcc._cli import blender, katana
+from . import _common as _c
 from . import emulate as _emulate
 from . import info as _info
 from . import jobs as _jobs
@@ -128,3 +129,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if _needs_plugin_commands(args):
         _add_plugin_commands()
     cli.main(args=args, prog_name="farm-adapters")
+
+
+# The helpers' names in the single-module cli.py this package replaced, for command
+# modules written against it (new code imports them from ._common, .run, .info).
+_console = _c.console
+_dump = _c.dump
+_job_json = _c.job_json
+_state_text = _c.state_text
+_fmt_time = _c.fmt_full_time
+_warn = _c.warn
+_current_manager = _c.current_manager
+_STATE_STYLE = _c.STATE_STYLE
+_Group = _c.Group
+_check_target = _info.check_target
+_read_job_file = _run._read_job_file
+_parse_env = _run._parse_env
+_transfer_progress = _run._transfer_progress
+_wait_with_progress = _run.wait_with_progress
