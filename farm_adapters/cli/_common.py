@@ -7,11 +7,9 @@ inside the functions that need them, so ``--help`` and completion stay fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -29,6 +27,8 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..config import TargetConfig
     from ..manager import FarmPluginManager
     from ..models import Job
@@ -187,6 +187,8 @@ def hint(message: str) -> None:
 
 
 def dump(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
@@ -198,6 +200,8 @@ def job_json(job: Job) -> dict[str, Any]:
 
 def fmt_time(value: datetime | float | None, now: datetime | None = None) -> str:
     """Compact local time: ``09:40`` today, ``11-22 09:40`` this year, else the date."""
+    from datetime import datetime
+
     if value is None or value == "":
         return ""
     if isinstance(value, (int, float)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-import threading
 import time
 from typing import Any
 
@@ -63,49 +62,55 @@ def parse_since(text: str) -> float:
         ) from None
 
 
-class _Probe(threading.Thread):
-    """Reads one target's jobs in the background; daemon, so a farm that never answers
-    cannot hold the command past its deadline."""
+def _probe_class() -> Any:
+    """The probe thread class (threading is imported only by `jobs`)."""
+    import threading
 
-    def __init__(self, obj: Context, target: str, ids: set[str]) -> None:
-        super().__init__(daemon=True, name=f"probe-{target}")
-        self.obj, self.target, self.ids = obj, target, ids
-        self.found: dict[str, Any] = {}
-        self.problem: str | None = None
-        self.mark = UNREACHABLE
+    class _Probe(threading.Thread):
+        """Reads one target's jobs in the background; daemon, so a farm that never answers
+        cannot hold the command past its deadline."""
 
-    def prepare(self) -> None:
-        """Build the backend (imports, settings; no network) before the clock starts,
-        so only the farm's answer counts against the deadline."""
-        self.backend: Any = None
-        try:
-            self.backend = self.obj.backend(self.target, timeout=1.0, retries=0)
-        except ConfigurationError as exc:
-            self.mark, self.problem = NOT_CONFIGURED, str(exc)
-        except FarmAdapterError as exc:
-            self.problem = str(exc)
-        except Exception as exc:  # a plug-in's bug must not hide the other targets
-            self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
+        def __init__(self, obj: Context, target: str, ids: set[str]) -> None:
+            super().__init__(daemon=True, name=f"probe-{target}")
+            self.obj, self.target, self.ids = obj, target, ids
+            self.found: dict[str, Any] = {}
+            self.problem: str | None = None
+            self.mark = UNREACHABLE
 
-    @property
-    def remote(self) -> bool:
-        """Whether the backend talks to a farm over the network (its settings have a
-        url): only those are given up on; this machine's own store is always read."""
-        return hasattr(getattr(self.backend, "settings", None), "url")
+        def prepare(self) -> None:
+            """Build the backend (imports, settings; no network) before the clock starts,
+            so only the farm's answer counts against the deadline."""
+            self.backend: Any = None
+            try:
+                self.backend = self.obj.backend(self.target, timeout=1.0, retries=0)
+            except ConfigurationError as exc:
+                self.mark, self.problem = NOT_CONFIGURED, str(exc)
+            except FarmAdapterError as exc:
+                self.problem = str(exc)
+            except Exception as exc:  # a plug-in's bug must not hide the other targets
+                self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
 
-    def run(self) -> None:
-        if self.backend is None:
-            return
-        try:
-            for job in self.backend.get_jobs():
-                if job.id in self.ids:
-                    self.found[job.id] = job
-        except ConfigurationError as exc:
-            self.mark, self.problem = NOT_CONFIGURED, str(exc)
-        except FarmAdapterError as exc:
-            self.problem = str(exc)
-        except Exception as exc:  # a plug-in's bug must not hide the other targets
-            self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
+        @property
+        def remote(self) -> bool:
+            """Whether the backend talks to a farm over the network (its settings have a
+            url): only those are given up on; this machine's own store is always read."""
+            return hasattr(getattr(self.backend, "settings", None), "url")
+
+        def run(self) -> None:
+            if self.backend is None:
+                return
+            try:
+                for job in self.backend.get_jobs():
+                    if job.id in self.ids:
+                        self.found[job.id] = job
+            except ConfigurationError as exc:
+                self.mark, self.problem = NOT_CONFIGURED, str(exc)
+            except FarmAdapterError as exc:
+                self.problem = str(exc)
+            except Exception as exc:  # a plug-in's bug must not hide the other targets
+                self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
+
+    return _Probe
 
 
 def _row_from_entry(entry: Any, mark: str) -> dict[str, Any]:
@@ -266,7 +271,8 @@ def _journal_rows(
         obj.manager  # noqa: B018
         with contextlib.suppress(FarmAdapterError):
             obj.targets  # noqa: B018 - a bad file marks every row, in the probes
-    probes = [_Probe(obj, name, ids) for name, ids in by_target.items()]
+    probe_class = _probe_class()
+    probes = [probe_class(obj, name, ids) for name, ids in by_target.items()]
     for probe in probes:
         probe.prepare()
     for probe in probes:
