@@ -616,3 +616,14 @@ def test_emulate_without_the_extra_says_how_to_install_it_from_here(tmp_path: Pa
     # This checkout is a clone: the extra comes from it, not from a PyPI release.
     assert f"pip install -e '{REPO}[emulators]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_remembers_the_last_state_for_jobs(tmp_path: Path) -> None:
+    job = submit_local("true")
+    assert cli("status", job).returncode == 0
+    config = tmp_path / "elsewhere.toml"  # then the farm is gone: jobs shows what status saw
+    config.write_text('[targets.local]\nbackend = "ovfarm"\nurl = "http://127.0.0.1:9"\n')
+    (row,) = json.loads(cli("jobs", "--json", env={"FARM_ADAPTERS_CONFIG": str(config)}).stdout)[
+        "jobs"
+    ]
+    assert row["state"] == "completed" and row["total_tasks"] == 1 and row["last_known"]

@@ -389,6 +389,14 @@ def status(obj: Context, job_id: str, target: str | None, show_tasks: bool, as_j
     with handle_errors(obj.debug):
         backend = obj.backend_for_job(job_id, target)
         job = backend.get_job(job_id)
+        from ..journal import Journal
+
+        # The last state seen, for `jobs` to show when the farm cannot be asked.
+        journal = Journal()
+        if journal.path.exists():
+            journal.update_states(
+                [(backend.target, job_id, job.state.value, job.finished_tasks, job.total_tasks)]
+            )
         tasks = _task_rows(backend, job_id) if show_tasks else None
         if as_json:
             data = job_json(job)
