@@ -14,15 +14,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ._paths import data_dir
 from .errors import ConfigurationError
-from .models import JobRequest
+
+if TYPE_CHECKING:
+    from .models import JobRequest
 
 __all__ = ["Journal", "JournalEntry", "request_hash"]
 
@@ -35,11 +38,27 @@ CREATE TABLE IF NOT EXISTS jobs (
     render_context TEXT NOT NULL,
     request_hash TEXT NOT NULL,
     submitted_at REAL NOT NULL,
+    user TEXT,
+    state TEXT,
+    finished_tasks INTEGER,
+    total_tasks INTEGER,
+    state_at REAL,
     PRIMARY KEY (target, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
 CREATE INDEX IF NOT EXISTS jobs_context ON jobs (render_context);
+CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 """
+#: Columns added after the first release, with their types (older files gain them on
+#: the first write; reads of an older file see them as empty).
+_ADDED = (
+    ("user", "TEXT"),
+    ("state", "TEXT"),
+    ("finished_tasks", "INTEGER"),
+    ("total_tasks", "INTEGER"),
+    ("state_at", "REAL"),
+)
+_FINAL = ("completed", "failed", "stopped")
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,12 @@ class JournalEntry:
     render_context: str
     request_hash: str
     submitted_at: float
+    user: str | None = None
+    #: The last state seen by ``jobs`` or ``status`` (None before the first look).
+    state: str | None = None
+    finished_tasks: int | None = None
+    total_tasks: int | None = None
+    state_at: float | None = None
 
 
 def request_hash(request: JobRequest) -> str:
@@ -84,6 +109,7 @@ class Journal:
                     _tighten(self.path.parent)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
+                _migrate(conn)
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.Error) as exc:
                 raise ConfigurationError(
@@ -127,7 +153,8 @@ class Journal:
         """Remember a submitted job (replacing an earlier record of the same id)."""
         with self._connect() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO jobs (job_id, target, backend, name, render_context, "
+                "request_hash, submitted_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     target,
@@ -136,8 +163,83 @@ class Journal:
                     request.render_context,
                     request_hash(request),
                     time.time(),
+                    request.user,
                 ),
             )
+
+    def update_states(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
+        """Remember the last state seen of jobs: (target, job_id, state, finished
+        tasks, total tasks) each. Best effort: a read-only journal is left as it is."""
+        rows = list(rows)
+        if not rows:
+            return
+        now = time.time()
+        with contextlib.suppress(ConfigurationError), self._connect() as conn:
+            conn.executemany(
+                "UPDATE jobs SET state = ?, finished_tasks = ?, total_tasks = ?, state_at = ? "
+                "WHERE target = ? AND job_id = ?",
+                [(st, done, total, now, t, j) for t, j, st, done, total in rows],
+            )
+
+    def query(
+        self,
+        *,
+        targets: Sequence[str] = (),
+        name_glob: str | None = None,
+        user: str | None = None,
+        since: float | None = None,
+        states: Sequence[str] = (),
+        limit: int | None = 50,
+    ) -> list[JournalEntry]:
+        """The newest records first, filtered and limited in SQL. ``states`` keeps the
+        rows whose last known state is one of them, and the rows whose state may have
+        changed since (not final, or never seen): the caller filters those on the live
+        state."""
+        where: list[str] = []
+        args: list[object] = []
+        if targets:
+            where.append(f"target IN ({', '.join('?' * len(targets))})")
+            args += list(targets)
+        if name_glob:
+            where.append("name GLOB ?")
+            args.append(name_glob)
+        if since is not None:
+            where.append("submitted_at >= ?")
+            args.append(since)
+        with self._read() as conn:
+            if conn is None:
+                return []
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+            if user and "user" in columns:
+                where.append("user = ?")
+                args.append(user)
+            elif user:
+                return []  # an older journal recorded no users
+            if states and "state" in columns:
+                wanted = ", ".join("?" * len(states))
+                final = ", ".join("?" * len(_FINAL))
+                where.append(f"(state IN ({wanted}) OR state IS NULL OR state NOT IN ({final}))")
+                args += [*states, *_FINAL]
+            sql = "SELECT * FROM jobs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY submitted_at DESC"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
+            return [JournalEntry(*r) for r in conn.execute(sql, args).fetchall()]
+
+    def complete(self, prefix: str, limit: int = 50) -> list[tuple[str, str, str]]:
+        """(job id, name, target) of the newest jobs whose id starts with ``prefix``."""
+        with self._read() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(
+                "SELECT job_id, name, target FROM jobs WHERE substr(job_id, 1, ?) = ? "
+                "ORDER BY submitted_at DESC LIMIT ?",
+                (len(prefix), prefix, limit),
+            )
+            return [(str(a), str(b), str(c)) for a, b, c in rows.fetchall()]
 
     def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:
         """The newest record of ``job_id`` (on ``target`` if given), or None."""
@@ -175,6 +277,16 @@ class Journal:
                 return []
             rows = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
             return [JournalEntry(*r) for r in rows.fetchall()]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns newer versions keep to a journal an older version made."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+    if not columns:
+        return  # a new file: the schema creates every column
+    for name, kind in _ADDED:
+        if name not in columns:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
 
 def _private_dir(path: Path) -> None:

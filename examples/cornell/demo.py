@@ -58,6 +58,10 @@ def main() -> None:
 
     out = args.out.resolve()
     frames_dir = out / "frames"
+    # Frames of an earlier, longer run would sit beside this run's and the listing
+    # would lie: this run's output folder holds this run's images only.
+    for stale in [*frames_dir.glob("frame_*.png"), out / "contact_sheet.png"]:
+        stale.unlink(missing_ok=True)
     backend = load_targets().get(args.target).create_backend(fa.get_plugin_manager())
     print(f"rendering {args.frames} frame(s) of the Cornell box on target {backend.target!r}")
     render = run_job(
@@ -106,7 +110,8 @@ def main() -> None:
         },
         "contact sheet",
     )
-    print(f"frames:        {frames_dir}/frame_0001.png ... frame_{args.frames:04d}.png")
+    made = sorted(p.name for p in frames_dir.glob("frame_*.png"))
+    print(f"frames:        {frames_dir}/ ({len(made)}: {made[0]} ... {made[-1]})")
     print(f"contact sheet: {sheet}")
     cli = Path(sys.executable).parent / "farm-adapters"
     print(f"render log:    {cli if cli.exists() else 'farm-adapters'} logs {render.id}")
