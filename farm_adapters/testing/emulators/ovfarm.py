@@ -318,6 +318,7 @@ class FarmEmulator:
         self.stuck: str | None = None
         self.counters: dict[str, int] = {}
         self.tasks_listed = 0  # tasks returned by tasks/list, for tests of polling cost
+        self.log_chars_served = 0  # log text returned, for tests of log following cost
         self.external_agents: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._timers: list[threading.Timer] = []
@@ -1126,6 +1127,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                     detail=f"No logs found for task {task_id} on agent {agent_id}: "
                     f"no log entries were uploaded",
                 )
+            farm.log_chars_served += len(entry["logs"])
             return dict(entry)
 
     @app.get(f"{logs}/download/{{task_id}}")
@@ -1209,12 +1211,17 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
     @app.get("/_emulator/stats", include_in_schema=False)
     def stats() -> dict[str, Any]:
         with farm.lock:
-            return {"requests": dict(farm.counters), "tasks_listed": farm.tasks_listed}
+            return {
+                "requests": dict(farm.counters),
+                "tasks_listed": farm.tasks_listed,
+                "log_chars_served": farm.log_chars_served,
+            }
 
     @app.delete("/_emulator/stats", include_in_schema=False)
     def reset_stats() -> None:
         with farm.lock:
             farm.counters.clear()
             farm.tasks_listed = 0
+            farm.log_chars_served = 0
 
     return app
