@@ -37,7 +37,13 @@ from farm_adapters.errors import (
     ConfigurationError,
     FarmAdapterError,
 )
-from farm_adapters.http import HttpFarmPlugin, HttpSettings, MapOf, OutcomeUnknownError
+from farm_adapters.http import (
+    HttpFarmPlugin,
+    HttpSettings,
+    MapOf,
+    OutcomeUnknownError,
+    submit_each,
+)
 from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
@@ -342,12 +348,13 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         job_id = uuid.uuid4().hex[:12]
         bodies = self._bodies(request, job_id, definition)
         announce_job_id(self, job_id)  # journalled before any task exists
-        task_ids = []
-        for index, body in enumerate(bodies):
-            try:
-                task_ids.append(self._submit_task(job_id, index, body, definition["name"]))
-            except FarmAdapterError as exc:
-                raise self._abandon(job_id, index, len(bodies), exc) from exc
+        task_type = definition["name"]
+        task_ids, failure = submit_each(
+            bodies, lambda index, body: self._submit_task(job_id, index, body, task_type)
+        )
+        if failure is not None:
+            index, exc = failure
+            raise self._abandon(job_id, index, len(bodies), exc) from exc
         # Every task is known: polls list the live ones only, with no look at history.
         book = JobBook(
             task_type=definition["name"], total=len(bodies), watch=set(task_ids), complete=True

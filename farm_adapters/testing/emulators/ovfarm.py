@@ -41,7 +41,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..._toml import read_toml
-from ._faults import Faults, answer
+from ._faults import Faults, InFlight, answer
 
 __all__ = ["FarmEmulator", "create_app"]
 
@@ -918,6 +918,9 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
     )
     app.state.farm = farm
 
+    gauge = InFlight()
+    gauge.install(app)
+
     @app.middleware("http")
     async def faults(request: Request, call_next: Any) -> Any:
         import asyncio
@@ -1215,6 +1218,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                 "requests": dict(farm.counters),
                 "tasks_listed": farm.tasks_listed,
                 "log_chars_served": farm.log_chars_served,
+                "peak_in_flight": gauge.peaks(),
             }
 
     @app.delete("/_emulator/stats", include_in_schema=False)
@@ -1222,6 +1226,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
         with farm.lock:
             farm.counters.clear()
             farm.tasks_listed = 0
+            gauge.reset()
             farm.log_chars_served = 0
 
     return app
