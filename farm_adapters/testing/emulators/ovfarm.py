@@ -918,9 +918,6 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
     )
     app.state.farm = farm
 
-    gauge = InFlight()
-    gauge.install(app)
-
     @app.middleware("http")
     async def faults(request: Request, call_next: Any) -> Any:
         import asyncio
@@ -948,6 +945,10 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
             if fault["kind"] == "hang":  # the work was done, the answer never comes
                 await asyncio.sleep(fault["seconds"])
         return response
+
+    # Installed last, so outermost: a request waiting in an injected latency counts.
+    gauge = InFlight()
+    gauge.install(app)
 
     def check_key(key: str | None) -> None:
         if key != farm.api_key:

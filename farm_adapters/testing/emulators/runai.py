@@ -823,9 +823,6 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             },
         )
 
-    gauge = InFlight()
-    gauge.install(app)
-
     @app.middleware("http")
     async def middleware(request: Request, call_next: Any) -> Any:
         import asyncio
@@ -876,6 +873,10 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             if fault["kind"] == "hang":
                 await asyncio.sleep(fault["seconds"])
         return response
+
+    # Installed last, so outermost: a request waiting in an injected latency counts.
+    gauge = InFlight()
+    gauge.install(app)
 
     @app.post("/api/v1/token")
     async def token_v1(request: Request) -> Any:
