@@ -410,10 +410,14 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         )
 
     def _find_task(self, job_id: str, index: int, task_type: str) -> dict[str, Any] | None:
-        for task in self.list_tasks(task_type=task_type):
-            meta = (task.get("metadata") or {}).get(META) or {}
-            if meta.get("job") == job_id and meta.get("task") == index:
-                return task
+        """The task ``index`` of a job being submitted, if the farm has it: among the
+        live tasks first (where a task just sent is), the farm's history only if not."""
+        final = tuple(s for s in mapping.ALL_STATUSES_2_0_42 if s not in mapping.LIVE_STATUSES)
+        for statuses in (mapping.LIVE_STATUSES, final):
+            for task in self.list_tasks(statuses, task_type=task_type):
+                meta = (task.get("metadata") or {}).get(META) or {}
+                if meta.get("job") == job_id and meta.get("task") == index:
+                    return task
         return None
 
     # -- information -------------------------------------------------------------------
