@@ -101,8 +101,16 @@ def test_a_poll_lists_the_live_tasks_not_the_farms_history(
 def test_finished_tasks_are_read_once_then_kept(
     backend: Any, ovfarm_emulator: Any, ovfarm_settings: dict[str, Any], tmp_path: Any
 ) -> None:
-    job = submit(backend, {"commands": [["echo", "{frame}"]], "frames": "1-3"}, journal=False)
+    job = submit(
+        backend,
+        {"commands": [["echo", "{frame}"]], "frames": "1-3", "environment": {"TOKEN": "s3cr3t"}},
+        journal=False,
+    )
     assert wait(backend, job.id, timeout=TIMEOUT, poll_interval=0.1).state is JobState.COMPLETED
+    # What is kept is what a listing shows: not the tasks' script or environment.
+    book = backend.log_dir / f"{job.id}.tasks.json"
+    assert "s3cr3t" not in book.read_text() and "task_args" not in book.read_text()
+    assert book.stat().st_mode & 0o077 == 0
     template = tasks_of(ovfarm_emulator, job.id)[0]
     with history(ovfarm_emulator, template) as grow:
         grow(2000)

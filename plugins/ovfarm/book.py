@@ -135,7 +135,9 @@ class TaskBook:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with contextlib.suppress(OSError):  # only an optimisation: memory still has it
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(book.to_json()))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with open(fd, "w") as f:
+                f.write(json.dumps(book.to_json()))
             os.replace(tmp, path)
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

@@ -57,6 +57,11 @@ JOBS = "/queue/management/jobs"
 LOGS = "/queue/management/logs"
 #: The fields a listing asks for (database column names, as the API wants them).
 LIST_FIELDS = ("metadata", "task_details", "labels")
+#: The fields of a task a listing returns (the projection, plus those always listed).
+KEPT_FIELDS = frozenset(
+    {"task_id", "task_type", "task_function", "status", "task_submission_time", "priority"}
+    | {"metadata", "task_details", "labels"}
+)
 META = "farm_adapters"
 #: The job ids this backend creates (uuid4 hex, 12 digits); tasks carrying any other
 #: id in their metadata are not ours (and their id never reaches a file path).
@@ -495,6 +500,9 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
             info = self._task_info(task_id)
             if info is None:  # gone from the farm
                 continue
+            # What a listing shows, no more: the book is a file, and a task's
+            # requirements may carry the job's environment.
+            info = {k: v for k, v in info.items() if k in KEPT_FIELDS}
             if settled(info):
                 book.final[task_id] = info
             else:
