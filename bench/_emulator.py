@@ -11,24 +11,50 @@ from contextlib import contextmanager
 from typing import Any
 
 CHILD = """
-import json, sys, threading
+import json, sys, uuid
 from farm_adapters.testing.emulators._server import BackgroundServer
 kind, options = sys.argv[1], json.loads(sys.argv[2])
 if kind == "ovfarm":
-    from farm_adapters.testing.emulators.ovfarm import create_app
+    from farm_adapters.testing.emulators.ovfarm import TaskSubmissionModel, create_app
 else:
     from farm_adapters.testing.emulators.runai import create_app
-server = BackgroundServer(create_app(**options)).start()
+app = create_app(**options)
+server = BackgroundServer(app).start()
 print(server.url, flush=True)
-sys.stdin.read()  # until the parent closes it
+for line in sys.stdin:  # until the parent closes it
+    command, count, task_type = line.split()
+    if command == "history":  # finished tasks of other jobs (ovfarm)
+        for _ in range(int(count)):
+            meta = {"job": uuid.uuid4().hex[:12], "task": 0, "tasks": 1, "name": "old"}
+            app.state.farm.submit(TaskSubmissionModel(
+                user="old", task_type=task_type, task_args={},
+                metadata={"farm_adapters": meta}, status="finished",
+            ))
+    print("ok", flush=True)
 server.stop()
 """
 
 
+class Emulator:
+    """A running emulator process: its ``url``; :meth:`history` adds finished tasks."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def history(self, count: int, task_type: str) -> None:
+        """Add ``count`` finished tasks of other jobs, of ``task_type`` (ovfarm)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"history {count} {task_type}\n")
+        self.proc.stdin.flush()
+        if self.proc.stdout.readline().strip() != "ok":
+            raise SystemExit("the emulator did not take the history")
+
+
 @contextmanager
-def emulator_process(kind: str, **options: Any) -> Iterator[str]:
+def emulator_process(kind: str, **options: Any) -> Iterator[Emulator]:
     """Start the ``kind`` emulator (``ovfarm`` or ``runai``) in a child process; yield
-    its URL; stop it at the end."""
+    it; stop it at the end."""
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, kind, json.dumps(options)],
         stdin=subprocess.PIPE,
@@ -40,7 +66,7 @@ def emulator_process(kind: str, **options: Any) -> Iterator[str]:
         url = proc.stdout.readline().strip()
         if not url:
             raise SystemExit(f"the {kind} emulator did not start")
-        yield url
+        yield Emulator(proc, url)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()

@@ -50,9 +50,10 @@ def bench_ovfarm(chunks: int, repeat: int, latency: float) -> None:
 
     submit_path = "/queue/management/tasks/submit"
     with (
-        emulator_process("ovfarm", api_key="bench", agents=0) as url,
+        emulator_process("ovfarm", api_key="bench", agents=0) as emulator,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        url = emulator.url
         control = httpx.Client(base_url=url)
         backend = fa.get_plugin_manager().create_backend(
             "ovfarm", {"url": url, "api_key": "bench", "log_dir": tmp, "folders": tmp}
@@ -109,9 +110,10 @@ def bench_runai(chunks: int, repeat: int, latency: float) -> None:
     with (
         emulator_process(
             "runai", client_id="bench", client_secret="bench", phase_delay=3600, slots=0
-        ) as url,
+        ) as emulator,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        url = emulator.url
         control = httpx.Client(base_url=url)
         backend = fa.get_plugin_manager().create_backend(
             "runai",
