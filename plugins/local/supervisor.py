@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import selectors
+import shlex
 import signal
 import sqlite3
 import struct
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,8 @@ from . import store
 from .machine import JOB_MARKER_ENV, LockPool, kill_group, process_start
 
 # Start-up is on the path from submit to the first task, so this module and the two it
-# imports use the standard library only, and only the cheap part of it: no pydantic,
-# no package ``__init__`` (see ``plugin.SUPERVISOR_BOOT``), no dataclasses (which pull
-# in ``inspect``); ``traceback`` and ``shlex`` are imported where they are used.
+# imports use the standard library only: no pydantic, no package ``__init__`` (see
+# ``plugin.supervisor_argv``); ``traceback`` is imported where it is used.
 
 FLUSH_INTERVAL = 0.1  # seconds between batched state writes
 STOP_POLL_INTERVAL = 1.0  # seconds between checks of stop_requested (if a signal is lost)
@@ -59,55 +60,30 @@ OUTPUT_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 HEARTBEAT_FILE = "supervisor.heartbeat"
 
 
+@dataclass
 class Run:
     """One task being run: its current command, process, pipe and logs."""
 
-    __slots__ = (
-        "commands",
-        "deadline",
-        "exit_code",
-        "frames",
-        "gpus",
-        "idx",
-        "index_size",
-        "kill_at",
-        "log_fd",
-        "outcome",
-        "partial",
-        "partial_since",
-        "pipe",
-        "proc",
-        "retries",
-        "runs",
-        "segment",
-        "slots",
-        "started",
-        "step",
-    )
-
-    def __init__(
-        self, idx: int, frames: str, commands: list[dict[str, Any]], retries: int, runs: int
-    ) -> None:
-        self.idx = idx
-        self.frames = frames
-        self.commands = commands
-        self.retries = retries
-        self.runs = runs
-        self.step = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pipe: int | None = None
-        self.partial = bytearray()
-        self.partial_since: float | None = None  # when the unfinished line began
-        self.log_fd: int | None = None  # the task's index file
-        self.index_size = 0
-        self.segment: tuple[int, int, int] | None = None  # (record position, offset, end)
-        self.started = 0.0
-        self.deadline: float | None = None
-        self.kill_at: float | None = None
-        self.outcome: str | None = None  # "timeout" or "stopped" once we signalled it
-        self.slots: list[str] = []
-        self.gpus: list[str] = []
-        self.exit_code: int | None = None
+    idx: int
+    frames: str
+    commands: list[dict[str, Any]]
+    retries: int
+    runs: int
+    step: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    pipe: int | None = None
+    partial: bytearray = field(default_factory=bytearray)
+    partial_since: float | None = None  # when the unfinished line began
+    log_fd: int | None = None  # the task's index file
+    index_size: int = 0
+    segment: tuple[int, int, int] | None = None  # (record position, offset, end)
+    started: float = 0.0
+    deadline: float | None = None
+    kill_at: float | None = None
+    outcome: str | None = None  # "timeout" or "stopped" once we signalled it
+    slots: list[str] = field(default_factory=list)
+    gpus: list[str] = field(default_factory=list)
+    exit_code: int | None = None
 
     @property
     def label(self) -> str:
@@ -414,7 +390,7 @@ class Supervisor:
             header += f", command {run.step + 1} of {len(run.commands)}"
         if run.runs > 1:
             header += f", run {run.runs}"
-        header += f": {_join(argv)}"
+        header += f": {shlex.join(argv)}"
         self.say(header)
         # The task inherits the lock files of its slots (and GPUs): if this supervisor
         # is killed, the tokens stay taken until the task's processes are gone too.
@@ -679,19 +655,6 @@ class Supervisor:
                 (time.time(), reason, self.job_id),
             )
             self.say(reason)
-
-
-def _join(argv: list[str]) -> str:
-    """``shlex.join``, importing shlex (and its ``re`` patterns) only for an argument
-    that needs quoting."""
-    if all(a and set(a) <= _SAFE for a in argv):
-        return " ".join(argv)
-    import shlex
-
-    return shlex.join(argv)
-
-
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
 
 
 def _lines(data: bytes) -> bytes:
