@@ -10,6 +10,7 @@ are filled from the request's command line.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import re
@@ -79,6 +80,13 @@ TASK_LIST = MapOf([TASK])
 DEFINITIONS = MapOf(dict)
 SUBMITTED = {"task_id": str}
 HISTORY = [{"status": str}]
+TIMED_HISTORY = [{"status": str, "time?": (float, int, type(None))}]
+#: The key under which a settled task in the book keeps its run times (read once).
+TIMES = "fa_times"
+#: Statuses of a task whose process is being started or runs.
+RUN_STATUSES = frozenset({"starting", "running"})
+#: Statuses of a task waiting for an agent (again, after a retry).
+QUEUED_STATUSES = frozenset({"submitted", "waiting", "pending", "unscheduled"})
 LOG = {"logs": (str, type(None))}
 
 
@@ -115,6 +123,28 @@ def _meta(task: dict[str, Any]) -> dict[str, Any]:
 
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def run_times(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A task's latest run from its revision history (oldest first): when it started
+    and ended (POSIX times, None when unknown) and how many times it ran."""
+    runs, start, end, previous = 0, None, None, None
+    for row in rows:
+        status, when = row.get("status"), row.get("time")
+        when = float(when) if isinstance(when, (int, float)) else None
+        if status in RUN_STATUSES and previous not in RUN_STATUSES:
+            runs, start, end = runs + 1, when, None
+        elif status in QUEUED_STATUSES:
+            start, end = None, None
+        elif status in ("finished", "errored", "cancelled"):
+            end = when
+        previous = status
+    return {"started_at": start, "finished_at": end, "runs": runs}
+
+
+def _frames_label(frames: Any) -> str:
+    listed = [f for f in str(frames or "").split(",") if f]
+    return listed[0] if len(listed) == 1 else f"{listed[0]}-{listed[-1]}" if listed else ""
 
 
 class OmniverseFarmPlugin(HttpFarmPlugin):
@@ -439,6 +469,13 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
 
     # -- information -------------------------------------------------------------------
 
+    def _history(self, task_id: str) -> list[dict[str, Any]]:
+        response = self.http.request("GET", f"{TASKS}/revision-history/{task_id}", idempotent=True)
+        rows: list[dict[str, Any]] = self.http.json(
+            response, f"reading history of task {task_id}", TIMED_HISTORY
+        )
+        return rows
+
     def _status(self, task: dict[str, Any]) -> str:
         status = str(task.get("status"))
         if status != "archived":
@@ -481,7 +518,11 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         elif missing > 0:
             message = f"{missing} task(s) missing from the farm (never submitted?)"
         submitted = min((t.get("task_submission_time") or 0) for t in tasks)
-        return Job.from_task_states(
+        # Times of the settled tasks, read once from the farm's revision history.
+        times = [t[TIMES] for t in tasks if isinstance(t.get(TIMES), dict)]
+        starts = [x["started_at"] for x in times if x.get("started_at")]
+        ends = [x["finished_at"] for x in times if x.get("finished_at")]
+        job = Job.from_task_states(
             states,
             id=job_id,
             name=str(meta.get("name", "")),
@@ -490,8 +531,12 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
             render_context=meta.get("render_context"),
             native_ids=[t["task_id"] for t in tasks],
             submitted_at=_utc(submitted),
+            started_at=_utc(min(starts, default=None)),
             message=message,
         )
+        if job.state.final and len(times) == len(tasks) and ends:
+            job = job.model_copy(update={"finished_at": _utc(max(ends))})
+        return job
 
     def _job_tasks(self, job_id: str) -> list[dict[str, Any]]:
         """Every task of the job, at the cost of the farm's live tasks: one listing of
@@ -532,15 +577,48 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         if not tasks:
             raise JobNotFoundError(job_id, backend=self.target)
         book.watch = {t["task_id"] for t in tasks} - book.final.keys()
+        timed = False
+        for task_id, task in list(book.final.items()):
+            if TIMES not in task:  # settled since the last poll: its times, once
+                with contextlib.suppress(FarmAdapterError):  # read again next poll
+                    book.final[task_id] = {**task, TIMES: run_times(self._history(task_id))}
+                    timed = True
+        if timed:
+            tasks = [book.final.get(t["task_id"], t) for t in tasks]
         book.task_type = book.task_type or str(tasks[0]["task_type"])
         book.total = total
-        if book.to_json() != before:
+        if timed or book.to_json() != before:
             self._book.save(job_id, book)
         tasks.sort(key=lambda t: _int(_meta(t).get("task"), 0))
         return tasks
 
     def get_job(self, job_id: str) -> Job:
         return self._job(job_id, self._job_tasks(job_id))
+
+    def get_task_details(self, job_id: str) -> list[dict[str, Any]]:
+        """One dict per task, in order: index, frames, state, attempt (runs so far),
+        exit_code (None: the Farm does not report it), started_at and finished_at of
+        the latest run (POSIX times), message. Costs a poll plus one revision-history
+        read per task not yet settled. Read by ``farm-adapters status --tasks``."""
+        details = []
+        for task in self._job_tasks(job_id):
+            times = task.get(TIMES)
+            if not isinstance(times, dict):
+                times = run_times(self._history(task["task_id"]))
+            meta = _meta(task)
+            details.append(
+                {
+                    "index": _int(meta.get("task"), 0),
+                    "frames": _frames_label(meta.get("frames")),
+                    "state": mapping.map_state(self._status(task)).value,
+                    "attempt": times.get("runs", 0),
+                    "exit_code": None,
+                    "started_at": times.get("started_at"),
+                    "finished_at": times.get("finished_at"),
+                    "message": task.get("task_details") or "",
+                }
+            )
+        return details
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
         groups = self._group(self.list_tasks())
