@@ -10,6 +10,7 @@ a log file there, which is read when the cluster's log endpoint cannot be reache
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shlex
@@ -53,6 +54,7 @@ from farm_adapters.shell import check_env_names, task_script
 from farm_adapters.submit import announce_job_id
 
 from . import mapping
+from .times import StartBook, parse_time, start_from_history
 
 WORKLOADS = "/api/v1/workloads"
 TRAININGS = "/api/v1/workloads/trainings"
@@ -78,6 +80,9 @@ WORKLOAD = {
 WORKLOADS_PAGE = {"workloads": [WORKLOAD], "next?": (int, str, NULL)}
 TRAINING = {"name": str, "projectId": str, "clusterId": str, "spec?": (dict, NULL)}
 CREATED = {"name": str}
+HISTORY_PAGE = {"records": [dict], "next?": (int, str, NULL)}
+#: Phases after which a workload never runs again (a rerun is a new workload).
+ENDED = frozenset({"Completed", "Failed"})
 
 
 class VolumeSettings(BaseModel):
@@ -186,6 +191,7 @@ class RunAIPlugin(HttpFarmPlugin):
         self._ids: tuple[str, str, str] | None = None  # project id, cluster id, project name
         self._cluster_ok: tuple[float, bool] | None = None  # (checked, reachable)
         self.log_dir = self.log_folder()
+        self._starts = StartBook(self.log_dir)
 
     # -- HTTP and authentication -------------------------------------------------------
 
@@ -582,8 +588,63 @@ class RunAIPlugin(HttpFarmPlugin):
                 jobs[job_id][index] = w
         return jobs
 
-    def _job(self, job_id: str, tasks: dict[int, dict[str, Any]]) -> Job:
+    def _history(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The workload's history records (every page); empty once it is gone."""
+        records: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            response = self.api(
+                "GET",
+                f"{WORKLOADS}/{workload['id']}/history",
+                idempotent=True,
+                params={"offset": offset, "limit": PAGE},
+            )
+            if response.status_code == 404:
+                return records
+            data = self.http.json(
+                response, f"reading the history of {workload['name']}", HISTORY_PAGE
+            )
+            records.extend(data["records"])
+            following = _int(data.get("next"), -1)
+            if data.get("next") is None or len(data["records"]) < PAGE or following <= offset:
+                return records
+            offset = following
+
+    def _start_times(
+        self, job_id: str, workloads: list[dict[str, Any]], read: bool = True
+    ) -> dict[str, str | None]:
+        """Start time (Run:ai's ISO text) of the workloads whose start is known, by name:
+        a Running one's ``phaseUpdatedAt``; an ended one's from its history, read once
+        (``read``) and then kept (see :mod:`.times`)."""
+        known = self._starts.get(job_id)
+        starts: dict[str, str | None] = {}
+        new: dict[str, str | None] = {}
+        for w in workloads:
+            name, phase = str(w["name"]), w.get("phase")
+            if phase == "Running":
+                starts[name] = w.get("phaseUpdatedAt")
+            elif name in known:
+                starts[name] = known[name]
+            elif phase in ENDED and read:
+                with contextlib.suppress(FarmAdapterError):  # read again next time
+                    starts[name] = new[name] = start_from_history(self._history(w))
+        if new:
+            self._starts.add(job_id, new)
+        return starts
+
+    @staticmethod
+    def _end_time(workload: dict[str, Any]) -> str | None:
+        phase = workload.get("phase")
+        if phase in ENDED:
+            return workload.get("completedAt") or workload.get("phaseUpdatedAt")
+        if phase == "Stopped":
+            return workload.get("phaseUpdatedAt")
+        return None
+
+    def _job(self, job_id: str, tasks: dict[int, dict[str, Any]], read: bool = True) -> Job:
         ordered = [tasks[i] for i in sorted(tasks)]
+        starts = [parse_time(t) for t in self._start_times(job_id, ordered, read).values()]
+        ends = [parse_time(self._end_time(w)) for w in ordered]
         env = ordered[0].get("environmentVariables") or {}
         total = _int(env.get(mapping.ENV_TASKS), len(ordered))
         states = [mapping.map_phase(str(w.get("phase"))) for w in ordered]
@@ -595,7 +656,7 @@ class RunAIPlugin(HttpFarmPlugin):
         message = (
             f"{failed[0]['name']}: {failed[0].get('phaseMessage') or 'failed'}" if failed else ""
         )
-        return Job.from_task_states(
+        job = Job.from_task_states(
             states,
             id=job_id,
             name=str(env.get(mapping.ENV_JOB_NAME, "")),
@@ -608,6 +669,11 @@ class RunAIPlugin(HttpFarmPlugin):
             render_context=env.get("FARM_ADAPTERS_RENDER_CONTEXT"),
             message=message,
         )
+        started = [d for d in starts if d]
+        update: dict[str, Any] = {"started_at": min(started, default=None)}
+        if job.state.final and len(ordered) >= total and all(ends):
+            update["finished_at"] = max(d for d in ends if d)
+        return job.model_copy(update=update)
 
     def _job_tasks(self, job_id: str) -> dict[int, dict[str, Any]]:
         if not re.fullmatch(r"[0-9a-f]{10}", job_id):
@@ -622,11 +688,47 @@ class RunAIPlugin(HttpFarmPlugin):
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
         groups = self._group(self.list_workloads(f"{self.s.name_prefix}-"))
-        jobs = [self._job(job_id, tasks) for job_id, tasks in groups.items()]
+        # One listing, nothing per workload: start times only where already known.
+        jobs = [self._job(job_id, tasks, read=False) for job_id, tasks in groups.items()]
         jobs.sort(
             key=lambda j: j.submitted_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True
         )
         return [j for j in jobs if not states or j.state in states]
+
+    def get_task_details(self, job_id: str) -> list[dict[str, Any]]:
+        """One dict per task (its newest workload), in order: index, frames, state,
+        attempt (1 + the reruns farm-adapters made), exit_code (None: the control plane
+        does not report it), started_at and finished_at (POSIX times), message. Costs
+        a listing plus a history read per workload whose start is not known yet.
+        Read by ``farm-adapters status --tasks``."""
+        tasks = self._job_tasks(job_id)
+        ordered = [tasks[i] for i in sorted(tasks)]
+        starts = self._start_times(job_id, ordered)
+        details = []
+        for index, w in zip(sorted(tasks), ordered, strict=True):
+            name = str(w["name"])
+            if name in starts:
+                start = starts[name]
+            elif mapping.map_phase(str(w.get("phase"))) is JobState.QUEUED:
+                start = None  # its container has not run
+            else:
+                start = start_from_history(self._history(w))
+            env = w.get("environmentVariables") or {}
+            frames = [f for f in str(env.get(mapping.ENV_FRAMES) or "").split(",") if f]
+            started, ended = parse_time(start), parse_time(self._end_time(w))
+            details.append(
+                {
+                    "index": index,
+                    "frames": "-".join(dict.fromkeys(frames[:1] + frames[-1:])),
+                    "state": mapping.map_phase(str(w.get("phase"))).value,
+                    "attempt": _int(w.get("_attempt"), 0) + 1,
+                    "exit_code": None,
+                    "started_at": started.timestamp() if started else None,
+                    "finished_at": ended.timestamp() if ended else None,
+                    "message": w.get("phaseMessage") or "",
+                }
+            )
+        return details
 
     # -- render log --------------------------------------------------------------------
 
