@@ -106,11 +106,71 @@ def check_status(job_id: str, env: dict[str, str]) -> None:
         assert task["started_at"] <= task["finished_at"]
 
 
-def test_ovfarm_status_shows_times_and_tasks(ov_env: dict[str, str]) -> None:
+def requests_of_one_status(emulator: Any, job_id: str, env: dict[str, str]) -> list[str]:
+    """The routes the farm answered for one `status` (a new process)."""
+    import httpx
+
+    control = httpx.Client(base_url=emulator.url)
+    control.delete("/_emulator/stats").raise_for_status()
+    status = cli("status", job_id, env=env)
+    assert status.returncode == 0 and "finished: " in status.stdout, status.stderr
+    return list(control.get("/_emulator/stats").json()["requests"])
+
+
+def test_ovfarm_status_shows_times_and_tasks(ov_env: dict[str, str], ovfarm_emulator: Any) -> None:
     job_id = finished_chunked_job("ov", ov_env)
     check_status(job_id, ov_env)
+    # The times are kept with the settled tasks: a status asks for no task's history.
+    routes = requests_of_one_status(ovfarm_emulator, job_id, ov_env)
+    assert not [r for r in routes if "history" in r or "/info/" in r], routes
 
 
-def test_runai_status_shows_times_and_tasks(runai_env: dict[str, str]) -> None:
+def test_runai_status_shows_times_and_tasks(runai_env: dict[str, str], runai_emulator: Any) -> None:
     job_id = finished_chunked_job("gpu", runai_env)
     check_status(job_id, runai_env)
+    # Ended workloads' starts are kept: a status asks for no workload's history.
+    routes = requests_of_one_status(runai_emulator, job_id, runai_env)
+    assert not [r for r in routes if "history" in r], routes
+
+
+def test_ovfarm_times_are_the_latest_runs() -> None:
+    """Revision-history rows as the reference shows them (oldest first, merged when the
+    status repeats): an automatic retry makes a second run, whose times are shown."""
+    from farm_adapters.plugins.ovfarm.plugin import run_times
+
+    rows = [
+        {"status": "submitted", "time": 10.0},
+        {"status": "starting", "time": 11.0},
+        {"status": "running", "time": 12.0},
+        {"status": "errored", "time": 20.0},
+        {"status": "submitted", "time": 21.0},  # retried
+        {"status": "starting", "time": 30.0},
+        {"status": "running", "time": 31.0},
+        {"status": "finished", "time": 40.0},
+    ]
+    assert run_times(rows) == {"started_at": 30.0, "finished_at": 40.0, "runs": 2}
+    assert run_times(rows[:5]) == {"started_at": None, "finished_at": None, "runs": 1}
+    cancelled = [{"status": "submitted", "time": 1.0}, {"status": "cancelled", "time": 2.0}]
+    assert run_times(cancelled) == {"started_at": None, "finished_at": 2.0, "runs": 0}
+
+
+def test_runai_start_is_the_running_update_after_the_last_wait() -> None:
+    from farm_adapters.plugins.runai.times import start_from_history
+
+    def update(when: str, phase: str) -> dict[str, Any]:
+        return {
+            "meta": {"creationTimestamp": when, "type": "PhaseUpdate"},
+            "spec": {"phaseUpdate": {"phase": phase, "phaseMessage": ""}},
+        }
+
+    event = {"meta": {"creationTimestamp": "2026-01-01T00:00:05Z", "type": "Event"}, "spec": {}}
+    records = [
+        update("2026-01-01T00:00:09Z", "Completed"),  # any order: sorted by time
+        update("2026-01-01T00:00:01Z", "Creating"),
+        update("2026-01-01T00:00:02Z", "Initializing"),
+        update("2026-01-01T00:00:03Z", "Running"),
+        event,
+        update("2026-01-01T00:00:06Z", "Running"),  # a restarted container: same run
+    ]
+    assert start_from_history(records) == "2026-01-01T00:00:03Z"
+    assert start_from_history(records[1:3]) is None
