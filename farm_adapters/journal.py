@@ -14,10 +14,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from ._paths import data_dir
@@ -35,9 +36,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     render_context TEXT NOT NULL,
     request_hash TEXT NOT NULL,
     submitted_at REAL NOT NULL,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    notified_state TEXT,
     PRIMARY KEY (target, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
+CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_context ON jobs (render_context);
 """
 
@@ -53,6 +57,20 @@ class JournalEntry:
     render_context: str
     request_hash: str
     submitted_at: float
+    #: What :mod:`farm_adapters.outputs` needs: outputs, frames, folder, files.
+    outputs: dict[str, Any] = field(default_factory=dict)
+    #: The final state a notification was sent for (None: none sent yet).
+    notified_state: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> JournalEntry:
+        values = list(row)
+        if len(values) > 7:
+            try:
+                values[7] = json.loads(values[7] or "{}")
+            except ValueError:
+                values[7] = {}
+        return cls(*values)
 
 
 def request_hash(request: JobRequest) -> str:
@@ -85,6 +103,7 @@ class Journal:
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                _add_columns(conn)
             except (OSError, sqlite3.Error) as exc:
                 raise ConfigurationError(
                     f"cannot open the job journal {self.path}: {exc}; set "
@@ -127,7 +146,8 @@ class Journal:
         """Remember a submitted job (replacing an earlier record of the same id)."""
         with self._connect() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO jobs (job_id, target, backend, name, render_context, "
+                "request_hash, submitted_at, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     target,
@@ -136,8 +156,79 @@ class Journal:
                     request.render_context,
                     request_hash(request),
                     time.time(),
+                    json.dumps(
+                        {
+                            "outputs": request.outputs,
+                            "frames": list(request.frames) if request.frames else [],
+                            "folder": request.folder,
+                            "files": request.files,
+                        }
+                    ),
                 ),
             )
+
+    def claim_notification(self, job_id: str, target: str, state: str) -> bool:
+        """Record that the end of ``job_id`` (in final ``state``) is being notified;
+        True for exactly one caller, however many processes ask at once (so two
+        observers never notify twice). A job the journal does not know is recorded
+        first."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT notified_state FROM jobs WHERE job_id = ? AND target = ?",
+                    (job_id, target),
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    conn.execute("ROLLBACK")
+                    return False
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO jobs (job_id, target, backend, name, render_context, "
+                        "request_hash, submitted_at, notified_state) "
+                        "VALUES (?, ?, '', '', '', '', ?, ?)",
+                        (job_id, target, time.time(), state),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET notified_state = ? WHERE job_id = ? AND target = ?",
+                        (state, job_id, target),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return True
+
+    def reset_notification(self, job_id: str, target: str) -> None:
+        """Forget that the job's end was notified (it was restarted: its next end is
+        news again)."""
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE jobs SET notified_state = NULL WHERE job_id = ? AND target = ?",
+                (job_id, target),
+            )
+
+    def delete(self, job_id: str, target: str) -> bool:
+        """Remove the record of ``job_id`` on ``target``; True if there was one."""
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "DELETE FROM jobs WHERE job_id = ? AND target = ?", (job_id, target)
+            )
+            return cursor.rowcount > 0
+
+    def older_than(self, cutoff: float, target: str | None = None) -> list[JournalEntry]:
+        """Records submitted before ``cutoff`` (seconds since the epoch), oldest first."""
+        sql = "SELECT * FROM jobs WHERE submitted_at < ?"
+        args: tuple[object, ...] = (cutoff,)
+        if target is not None:
+            sql += " AND target = ?"
+            args += (target,)
+        with self._read() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(sql + " ORDER BY submitted_at", args).fetchall()
+        return [JournalEntry.from_row(r) for r in rows]
 
     def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:
         """The newest record of ``job_id`` (on ``target`` if given), or None."""
@@ -150,7 +241,7 @@ class Journal:
             if conn is None:
                 return None
             row = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT 1", args).fetchone()
-        return JournalEntry(*row) if row else None
+        return JournalEntry.from_row(row) if row else None
 
     def find_by_context(self, render_context: str) -> JournalEntry | None:
         """The job submitted with this render context, if any."""
@@ -161,7 +252,7 @@ class Journal:
                 "SELECT * FROM jobs WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
                 (render_context,),
             ).fetchone()
-        return JournalEntry(*row) if row else None
+        return JournalEntry.from_row(row) if row else None
 
     def entries(self, target: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """The newest records first, optionally of one target."""
@@ -174,7 +265,19 @@ class Journal:
             if conn is None:
                 return []
             rows = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
-            return [JournalEntry(*r) for r in rows.fetchall()]
+            return [JournalEntry.from_row(r) for r in rows.fetchall()]
+
+
+#: Columns added after the first release: an older journal gets them on first write.
+_ADDED_COLUMNS = {"outputs": "TEXT NOT NULL DEFAULT '{}'", "notified_state": "TEXT"}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for name, definition in _ADDED_COLUMNS.items():
+        if name not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
 
 def _private_dir(path: Path) -> None:

@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -38,12 +38,14 @@ __all__ = [
     "FRAME_TOKENS",
     "CheckResult",
     "Command",
+    "Dependency",
     "FrameSet",
     "InstallationMetadata",
     "Job",
     "JobRequest",
     "JobState",
     "LogChunk",
+    "OutputFile",
     "Requirements",
     "Task",
     "derive_job_state",
@@ -236,6 +238,24 @@ def check_environment(env: Mapping[str, str]) -> dict[str, str]:
     return dict(env)
 
 
+class Dependency(BaseModel):
+    """A job this one waits for: ``condition`` "succeeded" (the default) starts this job
+    only when that one completed; "ended" starts it however that one ended. Backends that
+    cannot honour dependencies refuse a request that has any (field ``after``)."""
+
+    model_config = _STRICT
+
+    job_id: str = Field(min_length=1, description="the id submit returned for that job")
+    condition: Literal["succeeded", "ended"] = "succeeded"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_id(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return {"job_id": str(value)}
+        return value
+
+
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: The tokens substituted in argv, cwd and env by :meth:`JobRequest.tasks`.
 FRAME_TOKENS = ("frame", "start", "end", "frames")
@@ -273,6 +293,17 @@ class JobRequest(BaseModel):
     requirements: Requirements = Field(default_factory=Requirements)
     priority: int = Field(default=50, ge=0, le=100, description="0 lowest, 100 highest")
     max_retries: int = Field(default=0, ge=0, le=100)
+    after: list[Dependency] = Field(
+        default_factory=list, description="jobs this one waits for (job ids or tables)"
+    )
+    hold: bool = Field(
+        default=False, description="submit held: nothing runs until the job is released"
+    )
+    notify: bool | None = Field(
+        default=None,
+        description="notify the job's end: None as the targets file's [notify] says, "
+        "True or False to override it",
+    )
     user: str | None = None
     comment: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -567,3 +598,17 @@ class CheckResult(BaseModel):
     name: str
     ok: bool
     detail: str = ""
+
+
+class OutputFile(BaseModel):
+    """One file a job wrote (:meth:`FarmPlugin.list_outputs`)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    path: str = Field(description="where it is, as this workstation or the storage sees it")
+    size: int = Field(ge=0)
+    mtime: float = Field(description="modification time, seconds since the epoch")
+    frame: int | None = Field(default=None, description="the frame it belongs to, if known")
+    storage: bool = Field(
+        default=False, description="True when path is on the target's storage, not local"
+    )
