@@ -360,6 +360,18 @@ def check(obj: Context, target: str | None, as_json: bool) -> None:
 # -- submit ----------------------------------------------------------------------------
 
 
+def _lifecycle_submit_options(f: Any) -> Any:
+    from .cli_lifecycle import submit_options
+
+    return submit_options(f)
+
+
+def _apply_lifecycle_options(data: dict[str, Any], options: dict[str, Any]) -> None:
+    from .cli_lifecycle import apply_submit_options
+
+    apply_submit_options(data, options)
+
+
 def _read_job_file(path: str) -> dict[str, Any]:
     from ._toml import TOMLDecodeError, TOMLEncodingError, read_toml
 
@@ -399,6 +411,7 @@ def _parse_env(pairs: Sequence[str]) -> dict[str, str]:
 @click.option("--follow", is_flag=True, help="Stream the render log until the job ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
+@_lifecycle_submit_options
 def submit(
     obj: Context,
     args: tuple[str, ...],
@@ -415,6 +428,7 @@ def submit(
     wait_: bool,
     follow: bool,
     as_json: bool,
+    **lifecycle: Any,
 ) -> None:
     """Submit a job: a job file (TOML), or a command after `--`.
 
@@ -466,6 +480,7 @@ def submit(
             data["environment"] = {**data.get("environment", {}), **_parse_env(env)}
         if files:
             data["files"] = [*data.get("files", []), *files]
+        _apply_lifecycle_options(data, lifecycle)
         try:
             request = parse_request(data)
         except InvalidRequestError as exc:
@@ -904,6 +919,11 @@ def completion(shell: str) -> None:
 
 cli.add_command(blender)
 cli.add_command(katana)
+
+from .cli_lifecycle import commands as _lifecycle_commands  # noqa: E402 - needs cli above
+
+for _command in _lifecycle_commands:
+    cli.add_command(_command)
 
 
 def _add_plugin_commands() -> None:

@@ -89,22 +89,25 @@ def _local_files(path: str, frame: int | None, *, skip: set[str]) -> Iterable[Ou
 
 def _storage_files(storage: Any, path: str, frame: int | None) -> Iterable[OutputFile]:
     """Files at ``path`` on a storage: through its optional ``list_files`` (path ->
-    [(path, size, mtime)]) when it has one, else the one file if it exists."""
+    [(path, size, mtime)]) when it has one, else the one file at ``path`` if it is a
+    file (size and mtime from the opened file)."""
     lister = getattr(storage, "list_files", None)
     if lister is not None:
         for remote, size, mtime in lister(path):
             yield OutputFile(path=remote, size=size, mtime=mtime, frame=frame, storage=True)
         return
-    stat_one = getattr(storage, "stat", None)
-    if stat_one is None:
-        raise TransferError(
-            f"the target's storage ({type(storage).__name__}) cannot list files; outputs "
-            f"on it cannot be found: read them on the render node, or use a storage that can"
-        )
-    found = stat_one(path)
-    if found is not None:
-        size, mtime = found
-        yield OutputFile(path=path, size=size, mtime=mtime, frame=frame, storage=True)
+    if not storage.exists(path):
+        return
+    try:
+        with storage.open_read(path) as f:
+            st = f.stat() if hasattr(f, "stat") else os.fstat(f.fileno())
+    except (OSError, TransferError):
+        return  # a folder: this storage cannot list one (name the files in outputs)
+    if stat.S_ISDIR(getattr(st, "st_mode", 0) or 0):
+        return
+    yield OutputFile(
+        path=path, size=st.st_size or 0, mtime=st.st_mtime or 0.0, frame=frame, storage=True
+    )
 
 
 def list_outputs(

@@ -742,6 +742,7 @@ class LocalPlugin(FarmPlugin):
                     field="job_id",
                 )
             row = self._job_row(conn, job_id)
+            (folder,) = conn.execute("SELECT folder FROM jobs WHERE id = ?", (job_id,)).fetchone()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
@@ -750,16 +751,22 @@ class LocalPlugin(FarmPlugin):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        log_dir = Path(row[11])
-        if log_dir.parent == self.root / "logs":  # never anything outside our own root
+        # Only folders of our own: the logs, and the render folder when it is one of
+        # this target's temporary folders (a target storage's is removed through it).
+        doomed = [Path(row[11])]
+        if folder and self.storage is None and Path(folder).parent == self.folders:
+            doomed.append(Path(folder))
+        for path in doomed:
+            if path.parent not in (self.root / "logs", self.folders):
+                continue
             try:
-                shutil.rmtree(log_dir)
+                shutil.rmtree(path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 raise BackendUnavailableError(
-                    f"job {job_id} was deleted but its logs could not be removed: {exc}; "
-                    f"remove {log_dir} by hand"
+                    f"job {job_id} was deleted but {path} could not be removed: {exc}; "
+                    f"remove it by hand"
                 ) from exc
 
     # -- test --------------------------------------------------------------------------
