@@ -219,7 +219,7 @@ class Journal:
 
     def older_than(self, cutoff: float, target: str | None = None) -> list[JournalEntry]:
         """Records submitted before ``cutoff`` (seconds since the epoch), oldest first."""
-        sql = "SELECT * FROM jobs WHERE submitted_at < ?"
+        sql = "WHERE submitted_at < ?"
         args: tuple[object, ...] = (cutoff,)
         if target is not None:
             sql += " AND target = ?"
@@ -227,12 +227,12 @@ class Journal:
         with self._read() as conn:
             if conn is None:
                 return []
-            rows = conn.execute(sql + " ORDER BY submitted_at", args).fetchall()
+            rows = _select(conn, sql + " ORDER BY submitted_at", args)
         return [JournalEntry.from_row(r) for r in rows]
 
     def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:
         """The newest record of ``job_id`` (on ``target`` if given), or None."""
-        sql = "SELECT * FROM jobs WHERE job_id = ?"
+        sql = "WHERE job_id = ?"
         args: tuple[str, ...] = (job_id,)
         if target is not None:
             sql += " AND target = ?"
@@ -240,36 +240,51 @@ class Journal:
         with self._read() as conn:
             if conn is None:
                 return None
-            row = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT 1", args).fetchone()
-        return JournalEntry.from_row(row) if row else None
+            rows = _select(conn, sql + " ORDER BY submitted_at DESC LIMIT 1", args)
+        return JournalEntry.from_row(rows[0]) if rows else None
 
     def find_by_context(self, render_context: str) -> JournalEntry | None:
         """The job submitted with this render context, if any."""
         with self._read() as conn:
             if conn is None:
                 return None
-            row = conn.execute(
-                "SELECT * FROM jobs WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
+            rows = _select(
+                conn,
+                "WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
                 (render_context,),
-            ).fetchone()
-        return JournalEntry.from_row(row) if row else None
+            )
+        return JournalEntry.from_row(rows[0]) if rows else None
 
     def entries(self, target: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """The newest records first, optionally of one target."""
-        sql = "SELECT * FROM jobs"
+        sql = ""
         args: tuple[object, ...] = ()
         if target is not None:
-            sql += " WHERE target = ?"
+            sql += "WHERE target = ?"
             args = (target,)
         with self._read() as conn:
             if conn is None:
                 return []
-            rows = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
-            return [JournalEntry.from_row(r) for r in rows.fetchall()]
+            rows = _select(conn, sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
+            return [JournalEntry.from_row(r) for r in rows]
 
 
+_BASE_COLUMNS = "job_id, target, backend, name, render_context, request_hash, submitted_at"
+#: What a JournalEntry is read from (the file may have more columns: newer versions').
+_COLUMNS = _BASE_COLUMNS + ", outputs, notified_state"
 #: Columns added after the first release: an older journal gets them on first write.
 _ADDED_COLUMNS = {"outputs": "TEXT NOT NULL DEFAULT '{}'", "notified_state": "TEXT"}
+
+
+def _select(conn: sqlite3.Connection, tail: str, args: tuple[object, ...]) -> list[Any]:
+    """Rows of JournalEntry columns; a journal from before the added columns (read
+    without writing, so not yet migrated) gives the base ones."""
+    try:
+        return conn.execute(f"SELECT {_COLUMNS} FROM jobs {tail}", args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise
+        return conn.execute(f"SELECT {_BASE_COLUMNS} FROM jobs {tail}", args).fetchall()
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
