@@ -376,3 +376,21 @@ def test_clean_dry_run_lists_and_changes_nothing(tmp_path: Path, isolated_home: 
     done = json.loads(cli("clean", "--older-than", "0s", "--json").stdout)
     assert sorted(j["job"] for j in done["jobs"]) == sorted(jobs)
     assert all(cli("status", j).returncode == 2 for j in jobs)
+
+
+def test_a_restarted_job_notifies_its_new_end(tmp_path: Path, isolated_home: Path) -> None:
+    sent = tmp_path / "sent"
+    flag = tmp_path / "ok"
+    env = notify_config(
+        tmp_path,
+        "[[notify.commands]]\n"
+        f'argv = ["sh", "-c", "echo \\"$0 $1\\" >> {sent}", "{{job}}", "{{state}}"]\n',
+    )
+    first = cli("submit", "--wait", "--json", "--", "sh", "-c", f"test -e {flag}", env=env)
+    assert first.returncode == 1
+    job = json.loads(first.stdout)["id"]
+    wait_until(lambda: supervisor_done(isolated_home, job), "the first attempt's supervisor")
+    flag.touch()
+    assert cli("restart", job, "--wait", env=env).returncode == 0
+    wait_until(lambda: supervisor_done(isolated_home, job), "the second attempt's supervisor")
+    assert sent.read_text().splitlines() == [f"{job} failed", f"{job} completed"]

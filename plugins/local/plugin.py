@@ -712,7 +712,22 @@ class LocalPlugin(FarmPlugin):
                 conn.execute("ROLLBACK")
                 raise
             row = self._job_row(conn, job_id)
+        self._forget_notification(job_id)
         self._start_supervisor(job_id, Path(row[11]))
+
+    def _forget_notification(self, job_id: str) -> None:
+        """A restarted job's next end is news again: the journal forgets that its
+        end was notified (a --no-notify job stays silent)."""
+        from farm_adapters.errors import FarmAdapterError
+        from farm_adapters.journal import Journal
+
+        journal = Journal()
+        if not journal.path.exists():
+            return
+        with contextlib.suppress(FarmAdapterError):
+            entry = journal.get(job_id, self.target)
+            if entry is not None and entry.notified_state not in (None, "off"):
+                journal.reset_notification(job_id, self.target)
 
     def release_job(self, job_id: str) -> None:
         with self._db() as conn:
