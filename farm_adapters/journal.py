@@ -95,7 +95,14 @@ class Journal:
         if conn is None:
             try:
                 _private_dir(self.path.parent)
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                # Never opened when it exists: closing a descriptor of a file drops
+                # this process's POSIX locks on it, a reading connection's included.
+                with contextlib.suppress(FileExistsError):
+                    os.close(
+                        os.open(
+                            self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                        )
+                    )
                 if os.stat(self.path).st_mode & 0o077:  # made by an older version
                     os.chmod(self.path, 0o600)
                 if self._default:  # the data folder: ours alone, whoever made it

@@ -132,6 +132,8 @@ def test_a_held_job_does_not_hold_back_other_jobs(one_slot: Any, tmp_path: Path)
     other = run(one_slot, priority=0, commands=[["true"]])
     assert wait(one_slot, other.id, timeout=TIMEOUT).state is JobState.COMPLETED
     assert one_slot.get_job(held.id).state is JobState.QUEUED
+    one_slot.stop_job(held.id)  # no supervisor is left waiting after the test
+    assert wait(one_slot, held.id, timeout=TIMEOUT).state is JobState.STOPPED
 
 
 def test_stopping_a_held_job_stops_it_without_running(one_slot: Any, tmp_path: Path) -> None:
@@ -202,3 +204,36 @@ def test_after_an_unknown_job_is_refused_naming_the_field(local_backend: Any) ->
     with pytest.raises(InvalidRequestError) as info:
         run(local_backend, after=["nosuchjob"], commands=[["true"]])
     assert info.value.field == "after"
+
+
+def test_a_process_that_read_first_then_writes_keeps_its_writes(tmp_path: Path) -> None:
+    """A DCC polls (a read-only connection) and then stops and deletes a job: the
+    deletion must survive the supervisor's own writes and checkpoint."""
+    import subprocess
+    import sys
+
+    settings = {"root": str(tmp_path / "local"), "slots": 1, "grace_period": 2}
+    backend = get_plugin_manager().create_backend("local", settings)
+    job = run(backend, commands=[["sleep", "60"]])
+    wait_until(lambda: backend.get_job(job.id).state is JobState.RUNNING, "running")
+    backend.close()
+    script = (
+        "import sys, json, farm_adapters as fa\n"
+        "b = fa.get_plugin_manager().create_backend('local', json.loads(sys.argv[1]))\n"
+        "job_id = sys.argv[2]\n"
+        "b.get_job(job_id)\n"  # the first use: a read-only connection
+        "b.stop_job(job_id)\n"
+        "fa.wait(b, job_id, timeout=60, poll_interval=0.1)\n"
+        "b.delete_job(job_id)\n"
+    )
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(settings), job.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "local" / "state.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM jobs WHERE id = ?", (job.id,)).fetchone() == (0,)

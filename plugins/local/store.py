@@ -73,8 +73,14 @@ def private_dir(path: Path) -> None:
 
 def private_file(path: Path) -> None:
     """Create ``path`` (empty) readable by the owner only, or make an existing one so.
-    SQLite gives its -wal and -shm files the database's mode."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    SQLite gives its -wal and -shm files the database's mode.
+
+    An existing file is never opened: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, including those of a SQLite connection
+    already open on it (a query's read-only one), and a checkpoint by another
+    process could then lose committed writes."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     if os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o600)
 
