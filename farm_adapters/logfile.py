@@ -142,11 +142,15 @@ class LogMirror:
                 if not source.final:
                     complete = False
                     seen["done"] = False
+                    seen.pop("reopened", None)  # the new attempt is seen running
                 if seen["done"] or source.skip:
                     continue
                 text = source.fetch()
+                # A reopened source (its task was restarted) is read again on every
+                # sync until it is seen running: a quick rerun may end between syncs.
+                done = source.final and not seen.get("reopened")
                 if text is None:
-                    seen["done"] = source.final
+                    seen["done"] = done
                     continue
                 if len(text) < seen["chars"]:  # the farm dropped old chunks
                     out.write(b"[farm-adapters] the farm trimmed this log; reading it again\n")
@@ -156,9 +160,18 @@ class LogMirror:
                 out.write(text[seen["chars"] :].encode())
                 out.flush()
                 seen["chars"] = len(text)
-                seen["done"] = source.final
+                seen["done"] = done
                 state[self.SIZE] = out.tell()
                 self._save(state)
             state[self.SIZE] = out.tell()
             self._save(state)
         return complete
+
+    def reopen(self, keys: Iterable[str]) -> None:
+        """Read these sources again: their tasks were restarted, so their remote logs
+        grow again even where the farm still lists them as ended."""
+        with self._locked() as state:
+            for key in keys:
+                seen = state.setdefault(key, {"chars": 0, "done": False})
+                seen.update(done=False, reopened=True)
+            self._save(state)

@@ -136,3 +136,26 @@ def sftp(sshd: object, tmp_path: Path) -> Iterator[object]:
     )
     yield transfer
     transfer.close()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real single-node Slurm cluster (munged, slurmctld, slurmd) in a private folder,
+    stopped by pid at the end; skipped with the fix where Slurm or root is missing."""
+    from slurm_cluster import SlurmCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_settings(slurm_cluster: object, tmp_path: Path) -> dict[str, object]:
+    return {
+        "slurm_conf": str(slurm_cluster.conf),  # type: ignore[attr-defined]
+        "root": str(tmp_path / "slurm-shared"),
+        "state_dir": str(tmp_path / "slurm-state"),
+    }

@@ -19,6 +19,7 @@ SETTINGS = {
     "local": lambda request, tmp: {"root": str(tmp / "local"), "slots": 2, "grace_period": 2},
     "ovfarm": lambda request, tmp: request.getfixturevalue("ovfarm_settings"),
     "runai": lambda request, tmp: request.getfixturevalue("runai_settings"),
+    "slurm": lambda request, tmp: request.getfixturevalue("slurm_settings"),
 }
 
 BACKENDS = [b.name for b in get_plugin_manager().list_backends()]
@@ -39,3 +40,19 @@ def farm_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any
 @pytest.fixture
 def farm_timeout() -> float:
     return 60.0
+
+
+def test_files_go_through_the_target_storage(tmp_path: Path) -> None:
+    """The files check with a target storage configured (here a local one), as
+    ``[targets.NAME.storage]`` sets it: the folder and the copies must be on it."""
+    from farm_adapters.testing import conformance
+    from farm_adapters.transfer.local import LocalTransfer
+
+    backend = get_plugin_manager().create_backend("local", SETTINGS["local"](None, tmp_path))
+    backend.storage = LocalTransfer()
+    backend.storage_root = str(tmp_path / "storage")
+    try:
+        conformance.test_files_folder_and_copies_reach_the_task(backend, 60.0, tmp_path)
+    finally:
+        backend.close()
+    assert list((tmp_path / "storage").glob("*/assets/sub/b.txt"))

@@ -369,6 +369,7 @@ def test_environment_and_cwd_reach_the_task(local_backend: Any, tmp_path: Path) 
         ({"cpus": 10_000}, "requirements.cpus"),
         ({"memory": "1PiB"}, "requirements.memory"),
         ({"labels": ["a100"]}, "requirements.labels"),
+        ({"pool": "render"}, "requirements.pool"),
         ({"extra": {"queue": "x"}}, "requirements.extra.queue"),
     ],
 )

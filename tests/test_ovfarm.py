@@ -216,6 +216,25 @@ def test_stop_and_restart(backend: Any) -> None:
     assert wait(backend, job.id, timeout=60, poll_interval=0.1).state is JobState.STOPPED
 
 
+def test_log_of_a_restarted_quick_job_shows_the_new_attempt(backend: Any, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    script = f"echo run >> {runs}; echo attempt-$(wc -l < {runs} | tr -d ' ')"
+    job = submit(backend, {"commands": [["sh", "-c", script]]}, journal=False)
+    assert wait(backend, job.id, timeout=60, poll_interval=0.1).state is JobState.COMPLETED
+    deadline = time.monotonic() + 60
+    while "attempt-1" not in backend.get_render_log(job.id).text:  # read it all once
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    backend.restart_job(job.id)
+    while runs.read_text().count("run") < 2:  # the rerun happened (however quickly)
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    while "attempt-2" not in backend.get_render_log(job.id).text:
+        assert time.monotonic() < deadline, "the new attempt's log never showed up"
+        time.sleep(0.2)
+    assert "attempt-1" in backend.get_render_log(job.id).text  # the earlier one is kept
+
+
 def test_max_retries_uses_the_farms_retries(backend: Any, tmp_path: Path) -> None:
     counter = tmp_path / "n"
     script = f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}; [ $n -ge 1 ]"

@@ -108,7 +108,7 @@ def test_fresh_virtualenv_install_lists_the_backends(wheel: Path, tmp_path: Path
     )
     assert listed.returncode == 0, listed.stderr
     backends = {b["name"]: b for b in json.loads(listed.stdout)["backends"]}
-    assert set(backends) == {"local", "ovfarm", "runai"}
+    assert set(backends) == {"local", "ovfarm", "runai", "slurm"}
     assert backends["local"]["available"] is True
     assert "farm-adapters 0.1.0" in backends["local"]["origin"]
     assert backends["runai"]["available"] is True and backends["ovfarm"]["available"] is True

@@ -1,4 +1,4 @@
-"""The farm-adapters demo: a real render job through the local backend.
+"""The farm-adapters demo: a real render job through any render target (default local).
 
 Renders N frames of a camera orbiting Mitsuba's Cornell box, one frame per task, and
 submits a second job that assembles a contact sheet *after* the frames (a dependency
@@ -6,7 +6,8 @@ the farm keeps: closing this terminal loses nothing), prints the jobs and where 
 images will be, and returns at once. ``--wait`` shows progress until both have ended.
 Run it through ``bash examples/cornell/demo.sh``, which installs what it needs first.
 
-    python examples/cornell/demo.py [--frames 8] [--size 256] [--spp 16] [--out DIR] [--wait]
+    python examples/cornell/demo.py [--frames 8] [--size 256] [--spp 16] [--out DIR]
+                                    [--target NAME] [--wait]   # e.g. a slurm target
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: install what the demo needs into a virtual environment
 # (.venv at the top of the repository, or $FARM_ADAPTERS_VENV), then render.
-#   bash examples/cornell/demo.sh [--frames 8] [--size 256] [--spp 16]
+#   bash examples/cornell/demo.sh [--frames 8] [--size 256] [--spp 16] [--target NAME]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

@@ -222,15 +222,14 @@ class LocalPlugin(FarmPlugin):
                 field="requirements.memory",
             )
         labels: LocalSettings = self.settings  # type: ignore[assignment]
-        missing = [
-            x for x in [*req.labels, *([req.pool] if req.pool else [])] if x not in labels.labels
-        ]
-        if missing:
-            raise InvalidRequestError(
-                f"requirements.labels: this machine does not have {', '.join(missing)}; "
-                f"remove them or list them in the target's `labels` setting",
-                field="requirements.labels",
-            )
+        for key, wanted in (("labels", req.labels), ("pool", [req.pool] if req.pool else [])):
+            missing = [x for x in wanted if x not in labels.labels]
+            if missing:
+                raise InvalidRequestError(
+                    f"requirements.{key}: this machine does not have {', '.join(missing)}; "
+                    f"remove them or list them in the target's `labels` setting",
+                    field=f"requirements.{key}",
+                )
         return slots_per_task
 
     def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:

@@ -547,10 +547,10 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
                 field="job_id",
             )
         everything = job.state is JobState.COMPLETED
-        for task in tasks:
+        again = [t for t in tasks if everything or self._status(t) != "finished"]
+        LogMirror(self.log_dir, job_id).reopen(t["task_id"] for t in again)
+        for task in again:
             status = self._status(task)
-            if status == "finished" and not everything:
-                continue
             if task.get("status") == "archived":
                 raise InvalidRequestError(
                     f"job {job_id}: task {task['task_id']} is archived and cannot be retried; "
