@@ -237,3 +237,42 @@ def test_a_process_that_read_first_then_writes_keeps_its_writes(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "local" / "state.sqlite3") as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs WHERE id = ?", (job.id,)).fetchone() == (0,)
+
+
+# -- slurm: holds and priority natively (a real single-node cluster) --------------------
+
+
+@pytest.fixture
+def slurm(slurm_settings: dict[str, Any]) -> Iterator[Any]:
+    backend = get_plugin_manager().create_backend("slurm", slurm_settings, target="hpc")
+    yield backend
+    backend.close()
+
+
+def squeue_field(cluster: Any, job_id: str, field: str) -> list[str]:
+    out = cluster.run("squeue", "-h", "-r", "-j", job_id, "-o", field)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def test_slurm_holds_natively_and_releases(slurm: Any, slurm_cluster: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "slurm-shared" / "ran"
+    job = run(slurm, hold=True, commands=[["touch", str(marker)]])
+    assert any("held" in r.lower() for r in squeue_field(slurm_cluster, job.id, "%r"))
+    assert slurm.get_job(job.id).state is JobState.QUEUED
+    slurm.release_job(job.id)
+    assert wait(slurm, job.id, timeout=TIMEOUT).state is JobState.COMPLETED
+    assert marker.exists()
+
+
+def test_slurm_changes_priority_after_submit(slurm: Any, slurm_cluster: Any) -> None:
+    job = run(slurm, hold=True, priority=50, commands=[["true"]])
+    from farm_adapters.plugins.slurm import mapping
+
+    assert squeue_field(slurm_cluster, job.id, "%y") == ["0"]  # priority 50: nice 0
+    slurm.set_priority(job.id, 10)
+    assert squeue_field(slurm_cluster, job.id, "%y") == [str(mapping.nice_for(10))]
+    with pytest.raises(InvalidRequestError) as info:
+        slurm.set_priority(job.id, 90)  # a negative nice: operators only
+    assert info.value.field == "priority"
+    slurm.stop_job(job.id)
+    assert wait(slurm, job.id, timeout=TIMEOUT).state is JobState.STOPPED
