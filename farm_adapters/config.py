@@ -117,6 +117,31 @@ def resolve_secret(value: Mapping[str, Any], *, where: str) -> str:
     return str(secret)
 
 
+def _lazy_secret(value: Mapping[str, Any], where: str) -> Any:
+    """A pydantic ``SecretStr`` that resolves its reference only when the backend asks
+    for the value, so commands that never need the secret (listing jobs, reading a log
+    on a farm whose key is only needed to publish definitions) work without it."""
+    from pydantic import SecretStr
+
+    class LazySecret(SecretStr):
+        def __init__(self) -> None:
+            super().__init__("")
+            self._resolved: str | None = None
+
+        def get_secret_value(self) -> str:
+            if self._resolved is None:
+                self._resolved = resolve_secret(value, where=where)
+            return self._resolved
+
+        def __repr__(self) -> str:
+            return "SecretStr('**********')"
+
+        def __str__(self) -> str:
+            return "**********"
+
+    return LazySecret()
+
+
 class Target:
     """One render target: a name, a backend and that backend's settings (secret
     references unresolved)."""
@@ -175,15 +200,21 @@ class Target:
         secret_keys: frozenset[str] = frozenset(),
         table: Mapping[str, Any] | None = None,
         section: str = "",
+        *,
+        lazy: bool = False,
     ) -> dict[str, Any]:
         """Settings (or another ``table`` of the target) with every secret reference
-        resolved. ``secret_keys`` must be references, never plain values."""
+        resolved. ``secret_keys`` must be references, never plain values. With ``lazy``,
+        references of ``secret_keys`` become secrets resolved on first use."""
         out: dict[str, Any] = {}
         items = self.settings if table is None else table
         for key, value in items.items():
             where = f"{self.where}, key {section}{key!r}"
             if is_secret_reference(value):
-                out[key] = resolve_secret(value, where=where)
+                if lazy and key in secret_keys:
+                    out[key] = _lazy_secret(value, where)
+                else:
+                    out[key] = resolve_secret(value, where=where)
             elif key in secret_keys and value is not None:
                 raise ConfigurationError(
                     f'{where} is a secret: write {{ env = "VAR" }} (or a keyring '
@@ -193,8 +224,12 @@ class Target:
                 out[key] = value
         return out
 
-    def create_backend(self, manager: FarmPluginManager) -> FarmPlugin:
-        """Build the backend for this target, settings validated and secrets resolved.
+    def create_backend(self, manager: FarmPluginManager, **overrides: Any) -> FarmPlugin:
+        """Build the backend for this target, settings validated. Secret settings
+        (``SecretStr`` fields) are resolved when the backend first uses them, so a
+        read-only call works without a secret only writes need. ``overrides`` replace
+        settings the backend has (e.g. ``timeout=1, retries=0`` for a quick probe);
+        those it does not have are ignored.
 
         Raises ConfigurationError (naming file, target and key), BackendNotFoundError,
         BackendUnavailableError, SecretNotFoundError.
@@ -210,7 +245,9 @@ class Target:
             raise BackendUnavailableError(
                 f"{self.where}: backend {self.backend!r} is not available: {availability.reason}"
             )
-        settings = self.resolved_settings(_secret_fields(cls.settings_model))
+        settings = self.resolved_settings(_secret_fields(cls.settings_model), lazy=True)
+        fields = getattr(cls.settings_model, "model_fields", {})
+        settings.update({k: v for k, v in overrides.items() if k in fields})
         try:
             backend = cls(settings, target=self.name)
         except ConfigurationError as exc:

@@ -14,16 +14,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._paths import data_dir
 from .errors import ConfigurationError
-from .models import JobRequest
+
+if TYPE_CHECKING:
+    from .models import JobRequest
 
 __all__ = ["Journal", "JournalEntry", "request_hash"]
 
@@ -36,14 +38,31 @@ CREATE TABLE IF NOT EXISTS jobs (
     render_context TEXT NOT NULL,
     request_hash TEXT NOT NULL,
     submitted_at REAL NOT NULL,
+    user TEXT,
+    state TEXT,
+    finished_tasks INTEGER,
+    total_tasks INTEGER,
+    state_at REAL,
     outputs TEXT NOT NULL DEFAULT '{}',
     notified_state TEXT,
     PRIMARY KEY (target, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
-CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_context ON jobs (render_context);
+CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 """
+#: Columns added after the first release, with their types (older files gain them on
+#: the first write; reads of an older file see them as empty).
+_ADDED = (
+    ("user", "TEXT"),
+    ("state", "TEXT"),
+    ("finished_tasks", "INTEGER"),
+    ("total_tasks", "INTEGER"),
+    ("state_at", "REAL"),
+    ("outputs", "TEXT NOT NULL DEFAULT '{}'"),
+    ("notified_state", "TEXT"),
+)
+_FINAL = ("completed", "failed", "stopped")
 
 
 @dataclass(frozen=True)
@@ -57,20 +76,33 @@ class JournalEntry:
     render_context: str
     request_hash: str
     submitted_at: float
+    user: str | None = None
+    #: The last state seen by ``jobs`` or ``status`` (None before the first look).
+    state: str | None = None
+    finished_tasks: int | None = None
+    total_tasks: int | None = None
+    state_at: float | None = None
     #: What :mod:`farm_adapters.outputs` needs: outputs, frames, folder, files.
     outputs: dict[str, Any] = field(default_factory=dict)
-    #: The final state a notification was sent for (None: none sent yet).
+    #: The final state a notification was sent for (None: none sent yet; "off" for a
+    #: job submitted with --no-notify).
     notified_state: str | None = None
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> JournalEntry:
-        values = list(row)
-        if len(values) > 7:
+    def from_row(cls, row: dict[str, Any]) -> JournalEntry:
+        """An entry from a row read by column name (a file may lack newer columns, or
+        have columns of a newer version)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        raw = values.get("outputs")
+        if isinstance(raw, str):
             try:
-                values[7] = json.loads(values[7] or "{}")
+                values["outputs"] = json.loads(raw or "{}")
             except ValueError:
-                values[7] = {}
-        return cls(*values)
+                values["outputs"] = {}
+        elif raw is None:
+            values.pop("outputs", None)
+        return cls(**values)
 
 
 def request_hash(request: JobRequest) -> str:
@@ -109,8 +141,8 @@ class Journal:
                     _tighten(self.path.parent)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
+                _migrate(conn)
                 conn.executescript(_SCHEMA)
-                _add_columns(conn)
             except (OSError, sqlite3.Error) as exc:
                 raise ConfigurationError(
                     f"cannot open the job journal {self.path}: {exc}; set "
@@ -154,7 +186,7 @@ class Journal:
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_id, target, backend, name, render_context, "
-                "request_hash, submitted_at, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "request_hash, submitted_at, user, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     target,
@@ -163,6 +195,7 @@ class Journal:
                     request.render_context,
                     request_hash(request),
                     time.time(),
+                    request.user,
                     json.dumps(
                         {
                             "outputs": request.outputs,
@@ -237,6 +270,81 @@ class Journal:
             rows = _select(conn, sql + " ORDER BY submitted_at", args)
         return [JournalEntry.from_row(r) for r in rows]
 
+    def update_states(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
+        """Remember the last state seen of jobs: (target, job_id, state, finished
+        tasks, total tasks) each. Best effort: a read-only journal is left as it is."""
+        rows = list(rows)
+        if not rows:
+            return
+        now = time.time()
+        with contextlib.suppress(ConfigurationError), self._connect() as conn:
+            conn.executemany(
+                "UPDATE jobs SET state = ?, finished_tasks = ?, total_tasks = ?, state_at = ? "
+                "WHERE target = ? AND job_id = ?",
+                [(st, done, total, now, t, j) for t, j, st, done, total in rows],
+            )
+
+    def query(
+        self,
+        *,
+        targets: Sequence[str] = (),
+        name_glob: str | None = None,
+        user: str | None = None,
+        since: float | None = None,
+        states: Sequence[str] = (),
+        limit: int | None = 50,
+    ) -> list[JournalEntry]:
+        """The newest records first, filtered and limited in SQL. ``states`` keeps the
+        rows whose last known state is one of them, and the rows whose state may have
+        changed since (not final, or never seen): the caller filters those on the live
+        state."""
+        where: list[str] = []
+        args: list[object] = []
+        if targets:
+            where.append(f"target IN ({', '.join('?' * len(targets))})")
+            args += list(targets)
+        if name_glob:
+            where.append("name GLOB ?")
+            args.append(name_glob)
+        if since is not None:
+            where.append("submitted_at >= ?")
+            args.append(since)
+        with self._read() as conn:
+            if conn is None:
+                return []
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+            if user and "user" in columns:
+                where.append("user = ?")
+                args.append(user)
+            elif user:
+                return []  # an older journal recorded no users
+            if states and "state" in columns:
+                wanted = ", ".join("?" * len(states))
+                final = ", ".join("?" * len(_FINAL))
+                where.append(f"(state IN ({wanted}) OR state IS NULL OR state NOT IN ({final}))")
+                args += [*states, *_FINAL]
+            sql = "SELECT * FROM jobs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY submitted_at DESC"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
+            sql = sql.replace("SELECT *", f"SELECT {_columns(conn)}", 1)
+            return [JournalEntry.from_row(r) for r in _rows(conn, sql, args)]
+
+    def complete(self, prefix: str, limit: int = 50) -> list[tuple[str, str, str]]:
+        """(job id, name, target) of the newest jobs whose id starts with ``prefix``."""
+        with self._read() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(
+                "SELECT job_id, name, target FROM jobs WHERE substr(job_id, 1, ?) = ? "
+                "ORDER BY submitted_at DESC LIMIT ?",
+                (len(prefix), prefix, limit),
+            )
+            return [(str(a), str(b), str(c)) for a, b, c in rows.fetchall()]
+
     def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:
         """The newest record of ``job_id`` (on ``target`` if given), or None."""
         sql = "WHERE job_id = ?"
@@ -276,30 +384,32 @@ class Journal:
             return [JournalEntry.from_row(r) for r in rows]
 
 
-_BASE_COLUMNS = "job_id, target, backend, name, render_context, request_hash, submitted_at"
-#: What a JournalEntry is read from (the file may have more columns: newer versions').
-_COLUMNS = _BASE_COLUMNS + ", outputs, notified_state"
-#: Columns added after the first release: an older journal gets them on first write.
-_ADDED_COLUMNS = {"outputs": "TEXT NOT NULL DEFAULT '{}'", "notified_state": "TEXT"}
+def _columns(conn: sqlite3.Connection) -> str:
+    """The JournalEntry columns this file has (an older one, read without writing,
+    lacks the newer ones; a newer one may have more), comma-separated."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+    return ", ".join(f.name for f in fields(JournalEntry) if f.name in have)
 
 
-def _select(conn: sqlite3.Connection, tail: str, args: tuple[object, ...]) -> list[Any]:
-    """Rows of JournalEntry columns; a journal from before the added columns (read
-    without writing, so not yet migrated) gives the base ones."""
-    try:
-        return conn.execute(f"SELECT {_COLUMNS} FROM jobs {tail}", args).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such column" not in str(exc):
-            raise
-        return conn.execute(f"SELECT {_BASE_COLUMNS} FROM jobs {tail}", args).fetchall()
+def _rows(conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[Any]:
+    cursor = conn.execute(sql, tuple(args))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _add_columns(conn: sqlite3.Connection) -> None:
-    have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-    for name, definition in _ADDED_COLUMNS.items():
-        if name not in have:
-            with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+def _select(conn: sqlite3.Connection, tail: str, args: Sequence[object]) -> list[Any]:
+    """Rows (as dicts by column name) of ``SELECT <entry columns> FROM jobs <tail>``."""
+    return _rows(conn, f"SELECT {_columns(conn)} FROM jobs {tail}", args)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns newer versions keep to a journal an older version made."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+    if not columns:
+        return  # a new file: the schema creates every column
+    for name, kind in _ADDED:
+        if name not in columns:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
 
 def _private_dir(path: Path) -> None:

@@ -1,8 +1,6 @@
 """The Blender add-on in real Blender (the `bpy` module of the `blender` extra):
 installed by the command line, enabled by Blender, and its operator rendering two
-real frames on the local target.
-
-The Slurm variant waits for the Slurm backend."""
+real frames on the local target, and on a real single-node Slurm cluster."""
 
 from __future__ import annotations
 
@@ -37,7 +35,7 @@ addon_utils.enable("farm_adapters_blender", default_set=True, handle_error=None)
 DRIVER = (
     ENABLE
     + r"""
-ws = sys.argv[-1]
+ws, target = sys.argv[-2:]
 scene = bpy.context.scene
 scene.render.engine = "CYCLES"
 scene.cycles.device = "CPU"
@@ -72,7 +70,7 @@ try:
 except RuntimeError as exc:
     out["error"] = str(exc)
 out["result"] = sorted(
-    bpy.ops.farm_adapters.submit(target="local", frame_start=1, frame_end=2, chunk_size=1)
+    bpy.ops.farm_adapters.submit(target=target, frame_start=1, frame_end=2, chunk_size=1)
 )
 settings = scene.farm_adapters
 out["job_id"] = settings.last_job_id
@@ -83,8 +81,10 @@ print("DRIVER " + json.dumps(out))
 )
 
 
-def run_bpy(code: str, scripts: Path, *args: str, timeout: float = 600) -> str:
-    env = {**os.environ, "BLENDER_USER_SCRIPTS": str(scripts)}
+def run_bpy(
+    code: str, scripts: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> str:
+    env = {**os.environ, **(env or {}), "BLENDER_USER_SCRIPTS": str(scripts)}
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
@@ -158,11 +158,45 @@ def _not_blank(path: Path) -> bool:
 def test_operator_renders_two_frames_on_local(tmp_path: Path) -> None:
     import farm_adapters as fa
 
+    backend = fa.get_plugin_manager().create_backend("local")
+    try:
+        check_two_frames_rendered(tmp_path, "local", backend, {})
+    finally:
+        backend.close()
+
+
+def test_operator_renders_two_frames_on_slurm(
+    slurm_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through a Slurm target: the array's tasks run the farm-side renderer."""
+    import farm_adapters as fa
+
+    settings = {"root": str(tmp_path / "shared"), "state_dir": str(tmp_path / "state")}
+    targets = tmp_path / "targets.toml"
+    targets.write_text(
+        '[targets.hpc]\nbackend = "slurm"\n'
+        + "".join(f'{key} = "{value}"\n' for key, value in settings.items())
+    )
+    env = {"SLURM_CONF": str(slurm_cluster.conf), "FARM_ADAPTERS_CONFIG": str(targets)}
+    for name, value in env.items():  # the backend below reads them too
+        monkeypatch.setenv(name, value)
+    backend = fa.get_plugin_manager().create_backend("slurm", settings, target="hpc")
+    try:
+        check_two_frames_rendered(tmp_path, "hpc", backend, env)
+    finally:
+        backend.close()
+
+
+def check_two_frames_rendered(
+    tmp_path: Path, target: str, backend: Any, env: dict[str, str]
+) -> None:
+    import farm_adapters as fa
+
     scripts = tmp_path / "scripts"
     install(scripts)
     workstation = tmp_path / "workstation"
     workstation.mkdir()
-    out = run_bpy(DRIVER, scripts, str(workstation))
+    out = run_bpy(DRIVER, scripts, str(workstation), target, env=env)
     line = next(x for x in out.splitlines() if x.startswith("DRIVER "))
     driver = json.loads(line[len("DRIVER ") :])
 
@@ -173,12 +207,8 @@ def test_operator_renders_two_frames_on_local(tmp_path: Path) -> None:
     # the open file still points at the workstation's texture
     assert driver["texture_path_after"] == driver["texture_path_before"] == "//textures/checker.png"
 
-    backend = fa.get_plugin_manager().create_backend("local")
-    try:
-        job = fa.wait(backend, driver["job_id"], timeout=900)
-        log = "".join(fa.follow_log(backend, driver["job_id"], timeout=60))
-    finally:
-        backend.close()
+    job = fa.wait(backend, driver["job_id"], timeout=900)
+    log = "".join(fa.follow_log(backend, driver["job_id"], timeout=60))
     assert job.state is fa.JobState.COMPLETED, log[-3000:]
     assert job.total_tasks == 2
 
@@ -205,8 +235,3 @@ def test_operator_renders_two_frames_on_local(tmp_path: Path) -> None:
         str(folder / "assets" / "000_checker.png"),
     ]
     assert "Traceback" not in log
-
-
-@pytest.mark.skip(reason="the Slurm backend is being written in parallel (issue: Slurm)")
-def test_operator_renders_two_frames_on_slurm() -> None:
-    """The same as on local, through the Slurm target, once that backend has landed."""

@@ -94,8 +94,8 @@ def test_first_submit_with_no_config_waits_with_a_progress_bar_then_logs() -> No
     job_id = re.search(r"submitted job (\w+) to local", plain).group(1)  # type: ignore[union-attr]
     logs = cli("logs", job_id)
     assert logs.returncode == 0
-    for frame in range(1, 5):
-        assert f"\nframe {frame}\n" in logs.stdout
+    for frame in range(1, 5):  # each line prefixed with the task that wrote it
+        assert f"\n[{frame - 1}] frame {frame}\n" in logs.stdout
     status = json.loads(cli("status", job_id, "--json").stdout)
     assert status["state"] == "completed" and status["task_counts"] == {"completed": 4}
 

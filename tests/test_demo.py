@@ -16,25 +16,32 @@ def test_demo_renders_frames_and_a_contact_sheet(tmp_path: Path) -> None:
     pytest.importorskip("mitsuba", reason="the demo extra is not installed: pip install .[demo]")
     image_lib = pytest.importorskip("PIL.Image", reason="the demo extra is not installed")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "examples" / "cornell" / "demo.py"),
-            "--frames",
-            "3",
-            "--size",
-            "48",
-            "--spp",
-            "4",
-            "--out",
-            str(out),
-            "--wait",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def demo(frames: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "examples" / "cornell" / "demo.py"),
+                "--frames",
+                str(frames),
+                "--size",
+                "48",
+                "--spp",
+                "4",
+                "--out",
+                str(out),
+                "--wait",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    # A longer run first: its frames 4-5 must not linger beside the next run's.
+    assert demo(5).returncode == 0
+    result = demo(3)
     assert result.returncode == 0, result.stderr + result.stdout
+    assert "(3: frame_0001.png ... frame_0003.png)" in result.stdout
     frames = sorted((out / "frames").glob("*.png"))
     assert [f.name for f in frames] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
     pixels = []

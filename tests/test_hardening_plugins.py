@@ -178,7 +178,10 @@ def test_jobs_from_the_journal_survive_a_buggy_target(boom_env: dict[str, str]) 
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert [j["id"] for j in data["jobs"]] == [json.loads(done.stdout)["id"]]
+    # Every journal row is listed; the buggy target's is marked, not hidden.
+    rows = {j["id"]: j for j in data["jobs"]}
+    assert set(rows) == {json.loads(done.stdout)["id"], "job-1"}
+    assert rows["job-1"]["mark"] == "plug-in error" and rows["job-1"]["last_known"] is True
     (problem,) = data["errors"]
     assert problem.startswith(f"target boom: backend 'boom' from {boom_env['PLUGIN_FILE']}")
     assert "RuntimeError: method exploded" in problem

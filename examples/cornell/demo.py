@@ -67,6 +67,10 @@ def main() -> None:
 
     out = args.out.resolve()
     frames_dir = out / "frames"
+    # Frames of an earlier, longer run would sit beside this run's and the listing
+    # would lie: this run's output folder holds this run's images only.
+    for stale in [*frames_dir.glob("frame_*.png"), out / "contact_sheet.png"]:
+        stale.unlink(missing_ok=True)
     backend = load_targets().get(args.target).create_backend(fa.get_plugin_manager())
     print(f"rendering {args.frames} frame(s) of the Cornell box on target {backend.target!r}")
     render = submit(
@@ -121,9 +125,11 @@ def main() -> None:
     if args.wait:
         watch(backend, render, "render")
         watch(backend, contact, "contact sheet")
+        made = sorted(p.name for p in frames_dir.glob("frame_*.png"))
+        print(f"frames:        {frames_dir}/ ({len(made)}: {made[0]} ... {made[-1]})")
     else:
         print(f"follow:        {fa_cli} wait {contact.id}")
-    print(f"frames:        {frames_dir}/frame_0001.png ... frame_{args.frames:04d}.png")
+        print(f"frames:        {frames_dir}/frame_0001.png ... frame_{args.frames:04d}.png")
     print(f"               {fa_cli} outputs {render.id} --thumbnails {out / 'thumbnails'}")
     print(f"contact sheet: {sheet}")
     print(f"render log:    {fa_cli} logs {render.id}")

@@ -498,7 +498,8 @@ class LocalPlugin(FarmPlugin):
             id=job_id,
             name=name,
             submitted_at=_utc(submitted),
-            started_at=_utc(started),
+            # A job none of whose tasks has left the queue has not started.
+            started_at=_utc(started) if set(counts) - {JobState.QUEUED} else None,
             backend=self.name,
             target=self.target,
             render_context=context,
@@ -619,6 +620,35 @@ class LocalPlugin(FarmPlugin):
             complete=job.state.final and next_offset >= size,
         )
 
+    def get_task_details(self, job_id: str) -> list[dict[str, Any]]:
+        """One dict per task, in order: index, frames ("1-4" or "7"), state, attempt
+        (runs so far), exit_code, started_at and finished_at (POSIX times), message.
+        Optional backend method read by ``farm-adapters status --tasks``."""
+        with self._read_db() as conn:
+            self._job_row(conn, job_id)
+            rows = conn.execute(
+                "SELECT idx, frames, state, runs, exit_code, started_at, finished_at, message "
+                "FROM tasks WHERE job_id = ? ORDER BY idx",
+                (job_id,),
+            ).fetchall()
+        details = []
+        for idx, frames, state, runs, code, started, finished, message in rows:
+            listed = [f for f in str(frames or "").split(",") if f]
+            label = listed[0] if len(listed) == 1 else f"{listed[0]}-{listed[-1]}" if listed else ""
+            details.append(
+                {
+                    "index": idx,
+                    "frames": label,
+                    "state": state,
+                    "attempt": runs,
+                    "exit_code": code,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "message": message,
+                }
+            )
+        return details
+
     def get_task_log(self, job_id: str, task: int, offset: int = 0) -> LogChunk:
         """One task's output (every run of it), from byte ``offset`` of that output.
 
@@ -653,6 +683,42 @@ class LocalPlugin(FarmPlugin):
             next_offset=next_offset,
             complete=final and next_offset >= size,
         )
+
+    def get_task_lines(self, job_id: str) -> list[tuple[int | None, str]]:
+        """The job's log as (task index, line) pairs in the order written; the task is
+        None for the job's own lines (attempts, starts, exits). Optional backend method
+        read by ``farm-adapters logs`` to prefix each line with its task."""
+        from .supervisor import SEGMENT
+
+        with self._read_db() as conn:
+            row = self._job_row(conn, job_id)
+            total = conn.execute(
+                "SELECT COUNT(*) FROM tasks WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+        log_dir = Path(row[11])
+        try:
+            data = (log_dir / "job.log").read_bytes()
+            owner: list[tuple[int, int, int]] = []
+            for task in range(total):
+                try:
+                    raw = (log_dir / f"task-{task:05d}.idx").read_bytes()
+                except FileNotFoundError:
+                    continue
+                for i in range(0, len(raw) - SEGMENT.size + 1, SEGMENT.size):
+                    start, length = SEGMENT.unpack_from(raw, i)
+                    owner.append((start, start + length, task))
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot read render log in {log_dir}: {exc}") from exc
+        owner.sort()
+        lines: list[tuple[int | None, str]] = []
+        pos, k = 0, 0
+        for raw_line in data.splitlines(keepends=True):
+            while k < len(owner) and owner[k][1] <= pos:
+                k += 1
+            task_of = owner[k][2] if k < len(owner) and owner[k][0] <= pos else None
+            lines.append((task_of, raw_line.decode("utf-8", errors="replace")))
+            pos += len(raw_line)
+        return lines
 
     # -- control -----------------------------------------------------------------------
 
@@ -700,7 +766,7 @@ class LocalPlugin(FarmPlugin):
                 conn.execute(
                     "UPDATE jobs SET attempt = attempt + 1, stop_requested = 0, "
                     "finished_at = NULL, supervisor_pid = NULL, supervisor_start = NULL, "
-                    "submitted_at = ?, message = '', "
+                    "started_at = NULL, submitted_at = ?, message = '', "
                     "ready = (held = 0 AND after = '[]') WHERE id = ?",
                     (time.time(), job_id),
                 )

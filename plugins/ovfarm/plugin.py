@@ -11,6 +11,7 @@ are filled from the request's command line.
 from __future__ import annotations
 
 import getpass
+import logging
 import re
 import time
 import uuid
@@ -105,6 +106,9 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
     name = "ovfarm"
     display_name = "NVIDIA Omniverse Farm"
     settings_model = OmniverseFarmSettings
+    #: Seconds a stop may take: the queue forces a cancelling task to cancelled after
+    #: its cancel delay (30 s by default); `farm-adapters stop --wait` says so.
+    stop_delay_hint = 30.0
 
     def __init__(self, settings: Any = None, *, target: str | None = None) -> None:
         super().__init__(settings, target=target)
@@ -180,6 +184,14 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         """Save a definition, then wait until ``jobs/load`` shows it (the jobs service
         and the agents learn of it with a delay on some deployments)."""
         self.save_definition(definition)
+        # Said aloud (the CLI prints the farm_adapters.notice logger): agents learn of a
+        # new definition with a delay, so the first tasks may sit queued that long.
+        logging.getLogger("farm_adapters.notice").info(
+            "published job definition %r on target %r; the farm's agents may take up to "
+            "~30 s to see a new definition, so the first tasks can wait queued that long",
+            definition.get("name"),
+            self.target,
+        )
         deadline = time.monotonic() + self.s.propagation_timeout
         name = definition["name"]
         while name not in self.load_definitions(name):

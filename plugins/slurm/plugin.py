@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from farm_adapters import (
     CheckResult,
     FarmPlugin,
+    InstallationMetadata,
     InvalidRequestError,
     Job,
     JobNotFoundError,
@@ -107,6 +109,12 @@ class SlurmSettings(BaseModel):
     )
     state_dir: str | None = Field(
         default=None, description="where this workstation records its jobs and log mirrors"
+    )
+    python: str | None = Field(
+        default=None,
+        description="the nodes' Python with farm-adapters installed, for farm-side scripts "
+        "such as the Blender renderer (default: this interpreter when Slurm runs here, "
+        "else `python3`)",
     )
 
 
@@ -644,6 +652,13 @@ class SlurmPlugin(FarmPlugin):
             )
             record["attempts"].append({"array": array, "indices": rerun, "stopped": False})
             self.jobs.save(record)
+
+    def get_installation_metadata(self) -> InstallationMetadata:
+        """The Python the nodes run farm-side scripts with (the ``python`` setting). With
+        the tools on this machine, the nodes share its filesystem, so this interpreter
+        (with farm-adapters in it) is the default; on a login node, ``python3``."""
+        python = self.s.python or (sys.executable if self.s.host is None else "python3")
+        return InstallationMetadata(executable=python, platform="linux")
 
     # -- test --------------------------------------------------------------------------
 

@@ -11,22 +11,21 @@ from typing import Any, TypeVar
 
 import click
 
-from .cli import (
+from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     Context,
-    _console,
-    _dump,
-    _job_json,
-    _state_text,
     handle_errors,
+    pass_ctx,
 )
-from .models import JobState
+from ._common import console as _console
+from ._common import dump as _dump
+from ._common import job_json as _job_json
+from ._common import state_text as _state_text
 
 __all__ = ["apply_submit_options", "commands", "submit_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-pass_ctx = click.make_pass_decorator(Context)
 
 _TARGET = click.option("-t", "--target", help="Target holding the job (default: from the journal).")
 
@@ -111,7 +110,8 @@ def wait_command(
     obj: Context, job_id: str, target: str | None, timeout: float | None, as_json: bool
 ) -> None:
     """Wait until a job ends (and notify its end, once); exit 1 unless it completed."""
-    from .submit import wait
+    from ..models import JobState
+    from ..submit import wait
 
     with handle_errors(obj.debug):
         backend = obj.backend_for_job(job_id, target)
@@ -182,8 +182,8 @@ def outputs(
     """List the files a job wrote; download them or make thumbnails."""
     import os
 
-    from .outputs import download_outputs
-    from .thumbnails import ThumbnailError, is_image, make_thumbnail
+    from ..outputs import download_outputs
+    from ..thumbnails import ThumbnailError, is_image, make_thumbnail
 
     with handle_errors(obj.debug):
         backend = obj.backend_for_job(job_id, target)
@@ -258,7 +258,7 @@ def delete(
     obj: Context, job_ids: tuple[str, ...], target: str | None, stop: bool, as_json: bool
 ) -> None:
     """Delete jobs: their folder, state, logs and journal record."""
-    from .cleanup import delete as delete_job
+    from ..cleanup import delete as delete_job
 
     with handle_errors(obj.debug):
         reports = []
@@ -288,9 +288,9 @@ def delete(
 @pass_ctx
 def clean(obj: Context, older_than: str, target: str | None, dry_run: bool, as_json: bool) -> None:
     """Delete the finished jobs of this machine's journal older than an age."""
-    from .cleanup import clean_candidates, is_final, parse_age
-    from .cleanup import delete as delete_job
-    from .errors import FarmAdapterError
+    from ..cleanup import clean_candidates, is_final, parse_age
+    from ..cleanup import delete as delete_job
+    from ..errors import FarmAdapterError
 
     with handle_errors(obj.debug):
         candidates = clean_candidates(parse_age(older_than), target=target)

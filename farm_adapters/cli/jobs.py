@@ -1,0 +1,674 @@
+"""Following jobs: ``jobs``, ``status``, ``logs``, ``stop``, ``restart``."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import time
+from typing import Any
+
+import click
+
+from ..errors import ConfigurationError, FarmAdapterError
+from ._common import (
+    EXIT_FAILED,
+    JOB_TARGET_HELP,
+    MAX_LOG_OFFSET,
+    STATES,
+    Context,
+    cli,
+    complete_job_id,
+    complete_target,
+    console,
+    describe_bug,
+    dump,
+    esc,
+    fmt_full_time,
+    fmt_time,
+    handle_errors,
+    job_json,
+    pass_ctx,
+    state_text,
+    still_running,
+    warn,
+)
+
+#: How long `jobs` waits for all farms together; a farm that has not answered by then
+#: is marked unreachable (its rows keep their last known state).
+PROBE_DEADLINE = 1.0
+#: A backend without a url reads this machine's own store: it is waited for.
+LOCAL_DEADLINE = 60.0
+#: Marks of rows whose state could not be read now.
+UNREACHABLE = "unreachable"
+UNKNOWN_TO_FARM = "unknown to the farm"
+NOT_CONFIGURED = "target not configured"
+PLUGIN_ERROR = "plug-in error"
+
+
+def parse_since(text: str) -> float:
+    """``2d``, ``12h``, ``30m``, ``90s``, ``1w`` ago, or an ISO date: a POSIX time."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return time.time() - float(match.group(1)) * scale
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: write a duration like 2d, 12h, 30m, or a date like 2026-11-22"
+        ) from None
+
+
+def _probe_class() -> Any:
+    """The probe thread class (threading is imported only by `jobs`)."""
+    import threading
+
+    class _Probe(threading.Thread):
+        """Reads one target's jobs in the background; daemon, so a farm that never answers
+        cannot hold the command past its deadline."""
+
+        def __init__(self, obj: Context, target: str, ids: set[str]) -> None:
+            super().__init__(daemon=True, name=f"probe-{target}")
+            self.obj, self.target, self.ids = obj, target, ids
+            self.found: dict[str, Any] = {}
+            self.problem: str | None = None
+            self.mark = UNREACHABLE
+
+        def prepare(self) -> None:
+            """Build the backend (imports, settings; no network) before the clock starts,
+            so only the farm's answer counts against the deadline."""
+            self.backend: Any = None
+            try:
+                self.backend = self.obj.backend(self.target, timeout=1.0, retries=0)
+            except ConfigurationError as exc:
+                self.mark, self.problem = NOT_CONFIGURED, str(exc)
+            except FarmAdapterError as exc:
+                self.problem = str(exc)
+            except Exception as exc:  # a plug-in's bug must not hide the other targets
+                self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
+
+        @property
+        def remote(self) -> bool:
+            """Whether the backend talks to a farm over the network (its settings have a
+            url): only those are given up on; this machine's own store is always read."""
+            return hasattr(getattr(self.backend, "settings", None), "url")
+
+        def run(self) -> None:
+            if self.backend is None:
+                return
+            try:
+                for job in self.backend.get_jobs():
+                    if job.id in self.ids:
+                        self.found[job.id] = job
+            except ConfigurationError as exc:
+                self.mark, self.problem = NOT_CONFIGURED, str(exc)
+            except FarmAdapterError as exc:
+                self.problem = str(exc)
+            except Exception as exc:  # a plug-in's bug must not hide the other targets
+                self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
+
+    return _Probe
+
+
+def _row_from_entry(entry: Any, mark: str) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    row = {
+        "id": entry.job_id,
+        "name": entry.name,
+        "target": entry.target,
+        "state": entry.state or "unknown",
+        "finished_tasks": entry.finished_tasks,
+        "total_tasks": entry.total_tasks,
+        "submitted_at": entry.submitted_at,
+        "mark": mark,
+    }
+    row["json"] = {
+        **{k: v for k, v in row.items() if k != "submitted_at"},
+        "backend": entry.backend,
+        "submitted_at": datetime.fromtimestamp(entry.submitted_at, timezone.utc).isoformat(),
+        "last_known": True,
+    }
+    return row
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  farm-adapters jobs
+  farm-adapters jobs --state running --state queued --since 2d
+  farm-adapters jobs --name 'shot010*' --user ana --json
+  farm-adapters jobs --target studio-farm   (every job on that farm)"""
+)
+@click.option(
+    "-t",
+    "--target",
+    shell_complete=complete_target,
+    help="List every job this target's farm holds (not only this machine's), filtered.",
+)
+@click.option(
+    "-s",
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option("--name", "name_glob", help="Only jobs whose name matches this glob, e.g. 'shot*'.")
+@click.option("-u", "--user", help="Only jobs submitted by this user.")
+@click.option("--since", help="Only jobs submitted since: 2d, 12h, 30m, or a date (2026-11-22).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="Show at most this many rows, newest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def jobs(
+    obj: Context,
+    target: str | None,
+    states: tuple[str, ...],
+    name_glob: str | None,
+    user: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List jobs submitted from this machine (the journal), newest first.
+
+    Every journal row is listed: a row whose farm cannot be read now keeps its last
+    known state and is marked (unreachable, unknown to the farm, target not
+    configured)."""
+    with handle_errors(obj.debug):
+        since_ts = parse_since(since) if since else None
+        problems: list[str] = []
+        if target is not None:
+            if user:
+                raise click.UsageError(
+                    "--user filters this machine's journal; a farm's job list does not "
+                    "say who submitted: drop --target or --user"
+                )
+            rows = _farm_rows(obj, target, states, name_glob, since_ts, limit)
+        else:
+            rows, problems = _journal_rows(obj, states, name_glob, user, since_ts, limit)
+        if as_json:
+            dump({"jobs": [r["json"] for r in rows], "errors": problems})
+        else:
+            _print_table(rows)
+        for problem in problems:
+            warn(problem)
+
+
+def _farm_rows(
+    obj: Context,
+    farm: str,
+    states: tuple[str, ...],
+    name_glob: str | None,
+    since_ts: float | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    from fnmatch import fnmatchcase
+
+    from ..models import JobState
+
+    wanted = [JobState(s) for s in states] or None
+    found = obj.backend(farm).get_jobs(wanted)
+    rows = []
+    for job in found:
+        if name_glob and not fnmatchcase(job.name, name_glob):
+            continue
+        if since_ts and job.submitted_at and job.submitted_at.timestamp() < since_ts:
+            continue
+        rows.append(_job_row(job, farm))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def _job_row(job: Any, target: str) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "target": job.target or target,
+        "state": job.state.value,
+        "finished_tasks": job.finished_tasks,
+        "total_tasks": job.total_tasks,
+        "submitted_at": job.submitted_at.timestamp() if job.submitted_at else None,
+        "mark": "",
+        "json": {**job_json(job), "mark": "", "last_known": False},
+    }
+
+
+def _journal_rows(
+    obj: Context,
+    states: tuple[str, ...],
+    name_glob: str | None,
+    user: str | None,
+    since_ts: float | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    from ..journal import Journal
+
+    journal = Journal()
+    entries = journal.query(
+        name_glob=name_glob,
+        user=user,
+        since=since_ts,
+        states=states,
+        limit=None if states else limit,
+    )
+    if states:  # rows whose state may have changed: read enough to fill the limit
+        entries = entries[: max(limit * 4, limit + 200)]
+    by_target: dict[str, set[str]] = {}
+    for entry in entries:
+        by_target.setdefault(entry.target, set()).add(entry.job_id)
+    if by_target:  # built once here, not raced by the probe threads
+        obj.manager  # noqa: B018
+        with contextlib.suppress(FarmAdapterError):
+            obj.targets  # noqa: B018 - a bad file marks every row, in the probes
+    probe_class = _probe_class()
+    probes = [probe_class(obj, name, ids) for name, ids in by_target.items()]
+    for probe in probes:
+        probe.prepare()
+    for probe in probes:
+        probe.start()
+    deadline = time.monotonic() + PROBE_DEADLINE
+    for probe in sorted(probes, key=lambda p: not p.remote):
+        probe.join(max(0.0, deadline - time.monotonic()) if probe.remote else LOCAL_DEADLINE)
+    results = {p.target: p for p in probes}
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    seen: list[tuple[str, str, str, int, int]] = []
+    for probe in probes:
+        if probe.is_alive():
+            problems.append(
+                f"target {probe.target}: no answer within {PROBE_DEADLINE:g} s; its jobs "
+                f"show their last known state"
+            )
+        elif probe.problem is not None:
+            problems.append(f"target {probe.target}: {probe.problem}")
+    for entry in entries:
+        probe = results[entry.target]
+        if probe.is_alive() or probe.problem is not None:
+            row = _row_from_entry(entry, probe.mark)
+        elif entry.job_id in probe.found:
+            job = probe.found[entry.job_id]
+            row = _job_row(job, entry.target)
+            row["name"] = row["json"]["name"] = job.name or entry.name
+            row["submitted_at"] = row["submitted_at"] or entry.submitted_at
+            seen.append(
+                (entry.target, entry.job_id, job.state.value, job.finished_tasks, job.total_tasks)
+            )
+        else:
+            row = _row_from_entry(entry, UNKNOWN_TO_FARM)
+        if states and row["state"] not in states:
+            continue
+        rows.append(row)
+        if len(rows) >= limit:
+            break
+    journal.update_states(seen)
+    return rows, problems
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    out = console()
+    if not rows:
+        out.print("no jobs")
+        return
+    cells = []
+    for row in rows:
+        done, total = row["finished_tasks"], row["total_tasks"]
+        state = row["state"] + ("?" if row["mark"] else "")
+        cells.append(
+            (
+                row["id"],
+                row["name"],
+                row["target"],
+                state,
+                f"{done}/{total}" if total is not None else "?",
+                fmt_time(row["submitted_at"]),
+            )
+        )
+    headers = ("id", "name", "target", "state", "tasks", "submitted")
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    widths[2] = min(widths[2], 14)
+    # Every column but the name keeps its full width; the name takes what is left of
+    # the terminal (at least 8), ellipsised: one line per job at 80 columns.
+    rest = sum(widths) - widths[1] + len(headers) - 1
+    widths[1] = max(8, min(widths[1], out.width - rest))
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
+    for i, header in enumerate(headers):
+        table.add_column(
+            header,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[i],
+            max_width=widths[i],
+            justify="right" if header == "tasks" else "left",
+        )
+    for row, (job_id, name, target, state, tasks, submitted) in zip(rows, cells, strict=True):
+        shown = f"[dim]{esc(state)}[/]" if row["mark"] else state_text(row["state"])
+        table.add_row(esc(job_id), esc(name), esc(target), shown, tasks, submitted)
+    out.print(table)
+    marked: dict[str, list[str]] = {}
+    for row in rows:
+        if row["mark"]:
+            marked.setdefault(row["mark"], []).append(row["target"])
+    for mark, names in marked.items():
+        where = ", ".join(sorted(set(names)))
+        out.print(
+            f"[dim]?: last known state; target {esc(where)}: {esc(mark)} "
+            f"({len(names)} job{'s' if len(names) != 1 else ''})[/]"
+        )
+
+
+# -- one job -----------------------------------------------------------------------------
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  farm-adapters status 3f9c2a1b7d4e
+  farm-adapters status 3f9c2a1b7d4e --tasks
+  farm-adapters status 3f9c2a1b7d4e --json"""
+)
+@click.argument("job_id", shell_complete=complete_job_id)
+@click.option("-t", "--target", help=JOB_TARGET_HELP, shell_complete=complete_target)
+@click.option("--tasks", "show_tasks", is_flag=True, help="One line per task.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def status(obj: Context, job_id: str, target: str | None, show_tasks: bool, as_json: bool) -> None:
+    """Show one job's state, task counts and times."""
+    with handle_errors(obj.debug):
+        backend = obj.backend_for_job(job_id, target)
+        job = backend.get_job(job_id)
+        from ..journal import Journal
+
+        # The last state seen, for `jobs` to show when the farm cannot be asked.
+        journal = Journal()
+        if journal.path.exists():
+            journal.update_states(
+                [(backend.target, job_id, job.state.value, job.finished_tasks, job.total_tasks)]
+            )
+        tasks = _task_rows(backend, job_id) if show_tasks else None
+        if as_json:
+            data = job_json(job)
+            if tasks is not None:
+                data["tasks"] = tasks
+            dump(data)
+            return
+        out = console()
+        out.print(
+            f"[bold]{esc(job.id)}[/] {esc(job.name)}  {state_text(job.state)}  "
+            f"target {esc(job.target or backend.target)}"
+        )
+        out.print(f"tasks: {_task_summary(job)}")
+        for label, value in (
+            ("submitted", job.submitted_at),
+            ("started", job.started_at),
+            ("finished", job.finished_at),
+        ):
+            if value:
+                out.print(f"{label}: {fmt_full_time(value)}")
+        if job.message:
+            out.print(f"message: {esc(job.message)}")
+        if tasks is not None:
+            _print_tasks(tasks)
+
+
+def _task_summary(job: Any) -> str:
+    """``3 of 6 completed, 1 failed, 2 stopped``: never reads as all done when none
+    completed."""
+    order = list(STATES)
+    counts = {str(getattr(k, "value", k)): n for k, n in job.task_counts.items() if n}
+    completed = counts.get("completed", 0)
+    parts = [f"{completed} of {job.total_tasks} completed"]
+    parts += [
+        f"{n} {s}"
+        for s, n in sorted(counts.items(), key=lambda kv: order.index(kv[0]))
+        if s != "completed"
+    ]
+    return ", ".join(parts)
+
+
+def _task_rows(backend: Any, job_id: str) -> list[dict[str, Any]]:
+    get = getattr(backend, "get_task_details", None)
+    if get is None:
+        from ..errors import UnsupportedOperationError
+
+        raise UnsupportedOperationError(
+            f"backend {backend.name!r} (target {backend.target}) cannot list a job's tasks "
+            f"one by one; `farm-adapters status {job_id}` shows the counts"
+        )
+    return list(get(job_id))
+
+
+def _print_tasks(tasks: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("task", "frames", "state", "attempt", "exit", "duration"):
+        table.add_column(column, no_wrap=True)
+    for t in tasks:
+        started, finished = t.get("started_at"), t.get("finished_at")
+        duration = ""
+        if started:
+            seconds = (finished or time.time()) - started
+            duration = _fmt_duration(seconds)
+        table.add_row(
+            str(t["index"]),
+            esc(t.get("frames") or "-"),
+            state_text(t["state"]),
+            str(t.get("attempt") or 0),
+            "" if t.get("exit_code") is None else str(t["exit_code"]),
+            duration,
+        )
+    console().print(table)
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _read_all(backend: Any, job_id: str, offset: int) -> tuple[str, int]:
+    """The log from ``offset`` to its current end, and that end's offset."""
+    parts = []
+    while True:
+        chunk = backend.get_render_log(job_id, offset)
+        parts.append(chunk.text)
+        if chunk.next_offset == offset or not chunk.text:
+            return "".join(parts), offset
+        offset = chunk.next_offset
+
+
+class _Stamper:
+    """Puts the local time at the start of each line of a stream of text pieces."""
+
+    def __init__(self) -> None:
+        self.at_start = True
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        now = time.strftime("%H:%M:%S ")
+        out = []
+        for line in text.splitlines(keepends=True):
+            out.append((now if self.at_start else "") + line)
+            self.at_start = line.endswith("\n")
+        return "".join(out)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  farm-adapters logs 3f9c2a1b7d4e
+  farm-adapters logs 3f9c2a1b7d4e --task 3 --tail 50
+  farm-adapters logs 3f9c2a1b7d4e --follow --tail 20 --timestamps"""
+)
+@click.argument("job_id", shell_complete=complete_job_id)
+@click.option("-t", "--target", help=JOB_TARGET_HELP, shell_complete=complete_target)
+@click.option("--follow", is_flag=True, help="Keep printing until the job ends.")
+@click.option("--task", "task", type=click.IntRange(0), help="Only this task's output.")
+@click.option("--tail", type=click.IntRange(0), help="Only the last N lines.")
+@click.option(
+    "--timestamps", is_flag=True, help="With --follow: start each line with the time it came."
+)
+@click.option("--raw", is_flag=True, help="Keep colour codes (ANSI) as the farm sent them.")
+@click.option(
+    "--offset",
+    type=click.IntRange(0, MAX_LOG_OFFSET),
+    default=0,
+    help="Start at this byte offset of the log.",
+)
+@pass_ctx
+def logs(
+    obj: Context,
+    job_id: str,
+    target: str | None,
+    follow: bool,
+    task: int | None,
+    tail: int | None,
+    timestamps: bool,
+    raw: bool,
+    offset: int,
+) -> None:
+    """Print a job's render log (render-node paths shown as this machine's).
+
+    Where the backend knows which task wrote a line (local does), the line starts with
+    the task's number: [3]."""
+    from ..submit import follow_log
+
+    with handle_errors(obj.debug, interrupted=f"stopped following; job {job_id} goes on"):
+        backend = obj.backend_for_job(job_id, target)
+        mapper = backend.path_mapper
+        mapped = mapper.text_to_local if mapper else (lambda text: text)
+
+        def show(text: str) -> str:
+            text = mapped(text)
+            return text if raw else _ANSI.sub("", text)
+
+        if follow and task is not None:
+            raise click.UsageError(
+                "--follow streams the whole job's log (each line names its task when the "
+                "job ends); drop --task, or drop --follow to read one task"
+            )
+        if timestamps and not follow:
+            raise click.UsageError(
+                "--timestamps stamps lines as they arrive, so it goes with --follow; the "
+                "farm keeps no time per line"
+            )
+        if follow:
+            if tail is not None:  # the last lines so far, then what comes
+                text, offset = _read_all(backend, job_id, offset)
+                lines = text.splitlines(keepends=True)
+                click.echo(show("".join(lines[-tail:] if tail else [])), nl=False)
+            stamp = _Stamper() if timestamps else None
+            for text in follow_log(backend, job_id, offset=offset):
+                shown = show(text)
+                click.echo(stamp(shown) if stamp else shown, nl=False, color=raw or None)
+            return
+        read: Any
+        if task is not None:
+            read = getattr(backend, "get_task_log", None)
+            if read is None:
+                from ..errors import UnsupportedOperationError
+
+                raise UnsupportedOperationError(
+                    f"backend {backend.name!r} keeps one log per job, not per task; drop --task"
+                )
+        else:
+            read = backend.get_render_log
+
+        def chunks(offset: int) -> Any:
+            while True:
+                chunk = read(job_id, task, offset) if task is not None else read(job_id, offset)
+                yield chunk.text
+                if chunk.next_offset == offset or not chunk.text:
+                    return
+                offset = chunk.next_offset
+
+        tagged = getattr(backend, "get_task_lines", None)
+        pairs = tagged(job_id) if task is None and offset == 0 and tagged is not None else []
+        if len({index for index, _ in pairs if index is not None}) > 1:
+            # Each line with its task, so the output of parallel tasks reads apart
+            # (a job of one task, and --offset, show the log as written).
+            text = "".join(
+                (f"[{index}] " if index is not None else "") + line for index, line in pairs
+            )
+            if tail is not None:
+                text = "".join(text.splitlines(keepends=True)[-tail:] if tail else [])
+            click.echo(show(text), nl=False, color=raw or None)
+            return
+        if tail is not None:
+            everything = "".join(chunks(offset)).splitlines(keepends=True)
+            last = everything[-tail:] if tail else []
+            click.echo(show("".join(last)), nl=False, color=raw or None)
+            return
+        for text in chunks(offset):
+            click.echo(show(text), nl=False, color=raw or None)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  farm-adapters stop 3f9c2a1b7d4e
+  farm-adapters stop 3f9c2a1b7d4e --wait"""
+)
+@click.argument("job_id", shell_complete=complete_job_id)
+@click.option("-t", "--target", help=JOB_TARGET_HELP, shell_complete=complete_target)
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the job has stopped.")
+@pass_ctx
+def stop(obj: Context, job_id: str, target: str | None, wait_: bool) -> None:
+    """Stop a job (its running tasks get SIGTERM, then SIGKILL)."""
+    from ..submit import wait
+
+    with handle_errors(obj.debug):
+        backend = obj.backend_for_job(job_id, target)
+        backend.stop_job(job_id)
+        if wait_:
+            delay = getattr(backend, "stop_delay_hint", None)
+            note = f" (the farm may take up to {delay:g} s)" if delay else ""
+            click.echo(f"waiting for job {job_id}'s tasks to stop{note}...", err=True)
+    with handle_errors(obj.debug, interrupted=f"stopped waiting; job {job_id} is stopping"):
+        job = wait(backend, job_id, poll_interval=0.2) if wait_ else backend.get_job(job_id)
+        console(stderr=True).print(f"job {esc(job_id)} {state_text(job.state)}")
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  farm-adapters restart 3f9c2a1b7d4e --wait"""
+)
+@click.argument("job_id", shell_complete=complete_job_id)
+@click.option("-t", "--target", help=JOB_TARGET_HELP, shell_complete=complete_target)
+@click.option("--wait", "wait_", is_flag=True, help="Show progress until the job ends.")
+@pass_ctx
+def restart(obj: Context, job_id: str, target: str | None, wait_: bool) -> None:
+    """Run a finished, failed or stopped job again (a new attempt)."""
+    from .run import wait_with_progress
+
+    with handle_errors(obj.debug):
+        backend = obj.backend_for_job(job_id, target)
+        backend.restart_job(job_id)
+        job = backend.get_job(job_id)
+    with handle_errors(obj.debug, interrupted=still_running(job_id)):
+        if wait_:
+            job = wait_with_progress(obj, backend, job)
+        console(stderr=True).print(f"job {esc(job_id)} {state_text(job.state)}")
+        if wait_ and job.state.value != "completed":
+            sys.exit(EXIT_FAILED)
