@@ -2,11 +2,12 @@
 the same local sshd (started here on 127.0.0.1, stopped at the end).
 
 1. one 1 GiB file: SftpTransfer vs ``sftp put``;
-2. 2000 files of 16 KiB: SftpTransfer vs ``sftp put -r`` (rsync's figure printed too).
+2. 50 files of 16 KiB: SftpTransfer vs ``sftp put -r`` (the fixed cost of an upload);
+3. 2000 files of 16 KiB: SftpTransfer vs ``sftp put -r`` and vs ``rsync -e ssh``.
 
 Destinations are on tmpfs (/dev/shm) when it has room, so the disk does not decide.
 
-    python bench/sftp_upload.py [--size-mib 1024] [--files 2000] [--repeat 3]
+    python bench/sftp_upload.py [--size-mib 1024] [--few 50] [--files 2000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def ours_put(server: object, source: Path, dest: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--few", type=int, default=50)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -118,9 +120,14 @@ def main() -> None:
         small.mkdir()
         for i in range(args.files):
             (small / f"f{i:05d}.bin").write_bytes(os.urandom(16384))
+        few = work / "few"
+        few.mkdir()
+        for i in range(args.few):
+            (few / f"f{i:05d}.bin").write_bytes(os.urandom(16384))
 
         big_ours, big_theirs = [], []
         small_ours, small_theirs, small_rsync = [], [], []
+        few_ours, few_theirs = [], []
         mb = args.size_mib * 2**20 / 1e6
         for i in range(args.repeat):
             for name in ("ours", "sftp"):
@@ -130,6 +137,14 @@ def main() -> None:
                     big_ours.append(mb / ours_put(server, big, dest))
                 else:
                     big_theirs.append(mb / openssh_put(server, big, dest / "big.bin", False))
+                shutil.rmtree(dest)
+            for name in ("ours", "sftp"):
+                dest = target_root / f"few-{name}-{i}"
+                dest.mkdir(parents=True)
+                if name == "ours":
+                    few_ours.append(args.few / ours_put(server, few, dest))
+                else:
+                    few_theirs.append(args.few / openssh_put(server, few, dest, True))
                 shutil.rmtree(dest)
             for name in ("ours", "sftp", "rsync"):
                 dest = target_root / f"small-{name}-{i}"
@@ -143,6 +158,7 @@ def main() -> None:
                 shutil.rmtree(dest)
             print(
                 f"run {i}: 1 file: ours {big_ours[-1]:.0f} MB/s, sftp {big_theirs[-1]:.0f} MB/s;"
+                f" {args.few} files: ours {few_ours[-1]:.0f}/s, sftp -r {few_theirs[-1]:.0f}/s;"
                 f" {args.files} files: ours {small_ours[-1]:.0f}/s, sftp -r "
                 f"{small_theirs[-1]:.0f}/s"
                 + (f", rsync {small_rsync[-1]:.0f}/s" if small_rsync else ""),
@@ -166,6 +182,14 @@ def main() -> None:
         target=">=1.0",
     )
     report(
+        f"sftp_upload_{args.few}_small_files",
+        median(few_ours),
+        median(few_theirs),
+        unit="files/s",
+        better="higher",
+        target=">=1.0",
+    )
+    report(
         f"sftp_upload_{args.files}_small_files",
         median(small_ours),
         median(small_theirs),
@@ -173,6 +197,15 @@ def main() -> None:
         better="higher",
         target=">=1.0",
     )
+    if small_rsync:
+        report(
+            f"sftp_upload_{args.files}_small_files_vs_rsync",
+            median(small_ours),
+            median(small_rsync),
+            unit="files/s",
+            better="higher",
+            target=">=0.9",
+        )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import APIError, AuthenticationError, BackendUnavailableError
+from .errors import APIError, AuthenticationError, BackendUnavailableError, FarmAdapterError
 from .plugin import Availability, FarmPlugin, requires
 
 if TYPE_CHECKING:
@@ -43,9 +43,16 @@ __all__ = [
     "conforms",
     "excerpt",
     "retry_after_seconds",
+    "submit_each",
 ]
 
 USER_AGENT = "farm-adapters/0.1"
+#: Submit requests kept in flight at once: enough to hide a round trip's wait on the
+#: server, few enough not to load a farm.
+SUBMIT_CONCURRENCY = 4
+
+T = TypeVar("T")
+R = TypeVar("R")
 #: Statuses worth retrying for an idempotent request.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -409,3 +416,55 @@ class HttpFarmPlugin(FarmPlugin):
             sessions, self._sessions, self._session = self._sessions, [], None
         for session in sessions:
             session.close()
+
+
+def submit_each(
+    items: Sequence[T],
+    submit: Callable[[int, T], R],
+    *,
+    concurrency: int = SUBMIT_CONCURRENCY,
+) -> tuple[list[R], tuple[int, FarmAdapterError] | None]:
+    """Call ``submit(index, item)`` for every item, started in order, at most
+    ``concurrency`` at once (each call must be safe to run beside the others, and do
+    its own exactly-once handling: look up before a retry).
+
+    The first item goes alone, so a request the farm refuses (bad settings, a wrong
+    image) fails once, not ``concurrency`` times. After a failure no further item
+    starts and those in flight finish. Returns the results in item order (as many as
+    succeeded from the start, when one failed) and ``(index, error)`` of the first
+    item that failed (lowest index), or None. Errors that are not FarmAdapterError
+    propagate.
+    """
+    results: dict[int, R] = {}
+    failure: tuple[int, FarmAdapterError] | None = None
+    if not items:
+        return [], None
+    try:
+        results[0] = submit(0, items[0])
+    except FarmAdapterError as exc:
+        return [], (0, exc)
+    if len(items) > 1:
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool:
+            pending: dict[Future[R], int] = {}
+            following = 1
+            while pending or (failure is None and following < len(items)):
+                while failure is None and following < len(items) and len(pending) < concurrency:
+                    future = pool.submit(submit, following, items[following])
+                    pending[future] = following
+                    following += 1
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        results[index] = future.result()
+                    except FarmAdapterError as exc:
+                        if failure is None or index < failure[0]:
+                            failure = (index, exc)
+    ordered = []
+    for index in range(len(items)):
+        if index not in results:
+            break
+        ordered.append(results[index])
+    return ordered, failure

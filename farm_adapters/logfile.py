@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -16,6 +17,15 @@ __all__ = ["LOG_CHUNK_LIMIT", "LogMirror", "LogSource", "complete_utf8", "read_c
 
 #: Most bytes one get_render_log() call returns.
 LOG_CHUNK_LIMIT = 1 << 20
+#: A growing remote log that can only be read whole is read again no sooner than its
+#: size divided by this rate (chars per second): 2 MB every second, 20 MB every ten.
+#: Following it then costs O(size) in all, not O(size^2).
+REFETCH_RATE = 2_000_000
+
+
+def _now() -> float:
+    """Wall-clock seconds (the mirror's state is shared by processes); a seam for tests."""
+    return time.time()
 
 
 def complete_utf8(data: bytes) -> bytes:
@@ -57,7 +67,9 @@ class LogSource(NamedTuple):
 
     ``fetch`` returns the whole remote text so far, or None when there is none yet;
     ``final`` says the remote log will not grow any more (its task has ended);
-    ``header`` is written once before the first text of this source.
+    ``header`` is written once before the first text of this source. While the source
+    is not final, it is fetched again no sooner than its size / REFETCH_RATE seconds
+    after the last fetch (its final text is always fetched).
     """
 
     key: str
@@ -145,10 +157,19 @@ class LogMirror:
                     seen.pop("reopened", None)  # the new attempt is seen running
                 if seen["done"] or source.skip:
                     continue
+                now = _now()
+                last = seen.get("at")
+                if (
+                    not source.final
+                    and isinstance(last, (int, float))
+                    and 0 <= now - last < seen["chars"] / REFETCH_RATE
+                ):
+                    continue  # read whole: re-read a large log less often
                 text = source.fetch()
                 # A reopened source (its task was restarted) is read again on every
                 # sync until it is seen running: a quick rerun may end between syncs.
                 done = source.final and not seen.get("reopened")
+                seen["at"] = now
                 if text is None:
                     seen["done"] = done
                     continue

@@ -139,7 +139,9 @@ def test_a_submit_refused_part_way_is_journalled_and_its_tasks_cancelled(
     job_id = entries[0].job_id
     assert job_id in str(info.value) and "--target studio-farm" in str(info.value)
     tasks = tasks_of(ovfarm_emulator, job_id)
-    assert [t["metadata"]["farm_adapters"]["task"] for t in tasks] == [0, 1]
+    # Submits run a few at a time: task 3 may have been in flight when 2 was refused.
+    indexes = sorted(t["metadata"]["farm_adapters"]["task"] for t in tasks)
+    assert indexes[:2] == [0, 1] and 2 not in indexes, indexes
     assert {t["status"] for t in tasks} <= CANCELLED, [t["status"] for t in tasks]
     assert wait(backend, job_id, timeout=60, poll_interval=0.1).state is JobState.STOPPED
 

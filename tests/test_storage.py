@@ -80,17 +80,18 @@ def test_checksum_catches_what_size_and_mtime_miss(sftp: Any, tmp_path: Path) ->
 def test_many_small_files(sftp: Any, tmp_path: Path, sshd: Any) -> None:
     folder = tmp_path / "src" / "cache"
     folder.mkdir(parents=True)
-    for i in range(120):
+    for i in range(320):  # enough to be worth a remote command (TAR_MIN_FILES)
         (folder / f"tile_{i:03d}.bin").write_bytes(os.urandom(4096))
     dest = tmp_path / "remote" / "many"
     report = sftp.upload([str(folder)], str(dest))
-    assert report.files_sent == 120
+    assert report.files_sent == 320
     assert sorted(p.name for p in (dest / "cache").iterdir()) == sorted(
         p.name for p in folder.iterdir()
     )
+    assert [p.name for p in dest.iterdir()] == ["cache"]  # no staging, no move script left
     assert sha(dest / "cache" / "tile_007.bin") == sha(folder / "tile_007.bin")
     if sshd.kind == "openssh":
-        assert sftp._tar_ok is True  # one tar stream, not 120 round trips
+        assert sftp._tar_ok is True  # one tar stream, not 320 x 4 round trips
     assert sftp.upload([str(folder)], str(dest)).files_sent == 0
 
 
@@ -354,11 +355,34 @@ def test_the_asyncssh_fallback_server_serves_the_same_contract(tmp_path: Path) -
         assert transfer.upload(paths, dest).files_sent == 0
         many = tmp_path / "many"
         many.mkdir()
-        for i in range(40):
+        for i in range(320):  # enough to try a tar stream (TAR_MIN_FILES)
             (many / f"t{i}.bin").write_bytes(os.urandom(1000))
-        assert transfer.upload([str(many)], dest).files_sent == 40  # no exec: per-file SFTP
+        assert transfer.upload([str(many)], dest).files_sent == 320  # no exec: per-file SFTP
         assert transfer._tar_ok is False
         assert sha(Path(dest) / "many" / "t7.bin") == sha(many / "t7.bin")
         transfer.close()
     finally:
         server.stop()
+
+
+def test_a_few_small_files_cost_one_connection_and_no_remote_command(
+    sftp: Any, tmp_path: Path
+) -> None:
+    """The fixed cost of a small upload: no remote command (an exec session costs the
+    server a tenth of a second), no second connection; files still land whole, with
+    their modification times."""
+    folder = tmp_path / "src" / "few"
+    folder.mkdir(parents=True)
+    for i in range(50):
+        (folder / f"f{i:02d}.bin").write_bytes(os.urandom(16384))
+    os.utime(folder / "f07.bin", (1_600_000_000, 1_600_000_000))
+    dest = tmp_path / "remote" / "few"
+    assert sftp.upload([str(folder)], str(dest)).files_sent == 50
+    assert sorted(p.name for p in (dest / "few").iterdir()) == sorted(
+        p.name for p in folder.iterdir()
+    )  # no part file left
+    assert sha(dest / "few" / "f07.bin") == sha(folder / "f07.bin")
+    assert int((dest / "few" / "f07.bin").stat().st_mtime) == 1_600_000_000
+    assert sftp._tar_ok is None  # never asked the server to run anything
+    assert sftp._idle.qsize() == 1  # one connection, reused
+    assert sftp.upload([str(folder)], str(dest)).files_sent == 0  # unchanged: skipped

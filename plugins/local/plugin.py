@@ -47,17 +47,37 @@ from . import machine, store
 #: running supervisor claims, is failed.
 SUPERVISOR_START_GRACE = 60.0
 
-#: How a supervisor is started: like ``python -m farm_adapters.plugins.local.supervisor``
-#: but without the caller's working directory on ``sys.path`` (``-P`` needs 3.11), so a
-#: ``farm_adapters/`` folder there (a source checkout) never shadows the installed
-#: package. The supervisor keeps the caller's directory as its own, the tasks' default.
-SUPERVISOR_BOOT = (
-    "import sys\n"
-    "if sys.path and sys.path[0] == '':\n"
-    "    del sys.path[0]\n"
-    f"from {machine.SUPERVISOR_MODULE} import main\n"
-    "sys.exit(main())\n"
-)
+
+def supervisor_argv(db_path: Path, job_id: str) -> list[str]:
+    """How a supervisor is started: like ``python -m farm_adapters.plugins.local.supervisor
+    DB_PATH JOB_ID`` (the module name stays in the command line, where
+    :func:`.machine.find_supervisor` recognises it), but on the shortest import path,
+    since its start-up is on the way from submit to the first task:
+
+    - ``-S``: no ``site`` (site-packages, ``.pth`` files, editable-install finders): the
+      supervisor needs the standard library only;
+    - the packages above it are entered as bare namespaces pointing at the folders this
+      process loaded them from, so their ``__init__`` (pydantic, pluggy, the models) is
+      never run and the same files are used, whatever the install layout;
+    - the caller's working directory is not on ``sys.path`` (``-P`` needs 3.11), so a
+      ``farm_adapters/`` folder there never shadows the installed package; the
+      supervisor keeps it as its own directory, the tasks' default.
+    """
+    names = [__package__.rsplit(".", n)[0] for n in (2, 1, 0)]  # the three packages
+    packages = [(name, list(sys.modules[name].__path__)) for name in names]
+    boot = (
+        "import sys\n"
+        "if sys.path and sys.path[0] == '':\n"
+        "    del sys.path[0]\n"
+        "t = type(sys)\n"
+        f"for name, path in {packages!r}:\n"
+        "    if name not in sys.modules:\n"
+        "        m = sys.modules[name] = t(name)\n"
+        "        m.__path__ = path\n"
+        f"from {machine.SUPERVISOR_MODULE} import main\n"
+        "sys.exit(main())\n"
+    )
+    return [sys.executable, "-S", "-c", boot, str(db_path), job_id]
 
 
 class LocalSettings(BaseModel):
@@ -352,7 +372,7 @@ class LocalPlugin(FarmPlugin):
             fd = os.open(log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with open(fd, "ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-c", SUPERVISOR_BOOT, str(self.db_path), job_id],
+                    supervisor_argv(self.db_path, job_id),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,

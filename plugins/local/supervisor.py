@@ -30,7 +30,6 @@ import struct
 import subprocess
 import sys
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,10 @@ from typing import Any
 
 from . import store
 from .machine import JOB_MARKER_ENV, LockPool, is_alive, kill_group, process_start
+
+# Start-up is on the path from submit to the first task, so this module and the two it
+# imports use the standard library only: no pydantic, no package ``__init__`` (see
+# ``plugin.supervisor_argv``); ``traceback`` is imported where it is used.
 
 FLUSH_INTERVAL = 0.1  # seconds between batched state writes
 STOP_POLL_INTERVAL = 1.0  # seconds between checks of stop_requested (if a signal is lost)
@@ -727,7 +730,7 @@ class Supervisor:
             "UPDATE jobs SET started_at = COALESCE(started_at, ?), message = '' WHERE id = ?",
             (time.time(), self.job_id),
         )
-        self.flush()
+        first_round = True  # the first tasks start before the first state write
         stopping = False
         next_stop_poll = time.monotonic() + STOP_POLL_INTERVAL
         while True:
@@ -745,6 +748,9 @@ class Supervisor:
                 if not self.try_start(now):
                     blocked = True
                     break
+            if first_round:
+                first_round = False
+                self.flush()
             if not self.queue and not self.running:
                 break
             timeout = max(0.0, next_stop_poll - now)
@@ -855,6 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.record_self()
         supervisor.run()
     except BaseException as exc:
+        import traceback
+
         traceback.print_exc()
         supervisor.fail_everything(f"supervisor error: {type(exc).__name__}: {exc}")
         return 1

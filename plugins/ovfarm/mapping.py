@@ -44,6 +44,9 @@ ALL_STATUSES_2_0_42 = (
     "pending",
 )
 FINAL_STATUSES = frozenset({"finished", "errored", "cancelled", "archived"})
+#: What a poll lists: every status a task can leave by itself (2.0.42 names only: it
+#: answers 422 to others).
+LIVE_STATUSES = tuple(s for s in ALL_STATUSES_2_0_42 if s not in FINAL_STATUSES)
 #: Statuses whose tasks have not produced a log yet.
 NO_LOG_STATUSES = frozenset({"submitted", "waiting", "pending", "unscheduled"})
 

@@ -38,19 +38,31 @@ from farm_adapters.errors import (
     ConfigurationError,
     FarmAdapterError,
 )
-from farm_adapters.http import HttpFarmPlugin, HttpSettings, MapOf, OutcomeUnknownError
+from farm_adapters.http import (
+    HttpFarmPlugin,
+    HttpSettings,
+    MapOf,
+    OutcomeUnknownError,
+    submit_each,
+)
 from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
 from farm_adapters.submit import announce_job_id
 
 from . import mapping
+from .book import JobBook, TaskBook, settled
 
 TASKS = "/queue/management/tasks"
 JOBS = "/queue/management/jobs"
 LOGS = "/queue/management/logs"
 #: The fields a listing asks for (database column names, as the API wants them).
 LIST_FIELDS = ("metadata", "task_details", "labels")
+#: The fields of a task a listing returns (the projection, plus those always listed).
+KEPT_FIELDS = frozenset(
+    {"task_id", "task_type", "task_function", "status", "task_submission_time", "priority"}
+    | {"metadata", "task_details", "labels"}
+)
 META = "farm_adapters"
 #: The job ids this backend creates (uuid4 hex, 12 digits); tasks carrying any other
 #: id in their metadata are not ours (and their id never reaches a file path).
@@ -96,6 +108,11 @@ def _utc(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
 
 
+def _meta(task: dict[str, Any]) -> dict[str, Any]:
+    meta = (task.get("metadata") or {}).get(META)
+    return meta if isinstance(meta, dict) else {}
+
+
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -118,6 +135,7 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         self._definition: dict[str, Any] | None = None
         self._archived: dict[str, str] = {}
         self.log_dir = self.log_folder()
+        self._book = TaskBook(self.log_dir)
 
     def _key_headers(self) -> dict[str, str]:
         if self.s.api_key is None:
@@ -349,30 +367,38 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         job_id = uuid.uuid4().hex[:12]
         bodies = self._bodies(request, job_id, definition)
         announce_job_id(self, job_id)  # journalled before any task exists
-        for index, body in enumerate(bodies):
-            try:
-                self._submit_task(job_id, index, body, definition["name"])
-            except FarmAdapterError as exc:
-                raise self._abandon(job_id, index, len(bodies), exc) from exc
+        task_type = definition["name"]
+        task_ids, failure = submit_each(
+            bodies, lambda index, body: self._submit_task(job_id, index, body, task_type)
+        )
+        if failure is not None:
+            index, exc = failure
+            raise self._abandon(job_id, index, len(bodies), exc) from exc
+        # Every task is known: polls list the live ones only, with no look at history.
+        book = JobBook(
+            task_type=definition["name"], total=len(bodies), watch=set(task_ids), complete=True
+        )
+        self._book.save(job_id, book)
         return job_id
 
-    def _submit_task(self, job_id: str, index: int, body: dict[str, Any], task_type: str) -> None:
+    def _submit_task(self, job_id: str, index: int, body: dict[str, Any], task_type: str) -> str:
         """Submit one task exactly once: after an ambiguous failure, look for it (by its
-        metadata) before trying again."""
+        metadata) before trying again. The farm's id of the task."""
         for attempt in range(self.s.retries + 1):
             try:
                 response = self.http.request("POST", f"{TASKS}/submit", idempotent=False, json=body)
-                self.http.json(response, f"submitting task {index}", SUBMITTED)
-                return
+                answer = self.http.json(response, f"submitting task {index}", SUBMITTED)
+                return str(answer["task_id"])
             except OutcomeUnknownError:
                 try:
-                    if self._find_task(job_id, index, task_type) is not None:
-                        return
+                    if (found := self._find_task(job_id, index, task_type)) is not None:
+                        return str(found["task_id"])
                 except FarmAdapterError:
                     pass  # cannot look: try again, or give up below
                 if attempt == self.s.retries:
                     raise
                 time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _abandon(self, job_id: str, index: int, total: int, exc: FarmAdapterError) -> SubmitError:
         """Cancel what a failed submit left on the farm (best effort); the error to
@@ -403,10 +429,14 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         )
 
     def _find_task(self, job_id: str, index: int, task_type: str) -> dict[str, Any] | None:
-        for task in self.list_tasks(task_type=task_type):
-            meta = (task.get("metadata") or {}).get(META) or {}
-            if meta.get("job") == job_id and meta.get("task") == index:
-                return task
+        """The task ``index`` of a job being submitted, if the farm has it: among the
+        live tasks first (where a task just sent is), the farm's history only if not."""
+        final = tuple(s for s in mapping.ALL_STATUSES_2_0_42 if s not in mapping.LIVE_STATUSES)
+        for statuses in (mapping.LIVE_STATUSES, final):
+            for task in self.list_tasks(statuses, task_type=task_type):
+                meta = (task.get("metadata") or {}).get(META) or {}
+                if meta.get("job") == job_id and meta.get("task") == index:
+                    return task
         return None
 
     # -- information -------------------------------------------------------------------
@@ -466,11 +496,49 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         )
 
     def _job_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        """Every task of the job, at the cost of the farm's live tasks: one listing of
+        the non-final statuses, plus one ``tasks/info`` per task of the job that left
+        it since the last poll; the farm's history is listed only for a job this
+        backend has never seen (see :mod:`.book`)."""
         if not JOB_ID.fullmatch(job_id):  # not an id this backend makes
             raise JobNotFoundError(job_id, backend=self.target)
-        tasks = self._group(self.list_tasks()).get(job_id)
+        book = self._book.get(job_id)
+        before = book.to_json()
+        listed = self.list_tasks(mapping.LIVE_STATUSES, task_type=book.task_type)
+        live = self._group(listed).get(job_id, [])
+        live_ids = {t["task_id"] for t in live}
+        for task_id in live_ids & book.final.keys():  # retried: live again
+            del book.final[task_id]
+        left = []  # tasks that left the live listing and are not settled yet
+        for task_id in sorted(book.watch - live_ids - book.final.keys()):
+            info = self._task_info(task_id)
+            if info is None:  # gone from the farm
+                continue
+            # What a listing shows, no more: the book is a file, and a task's
+            # requirements may carry the job's environment.
+            info = {k: v for k, v in info.items() if k in KEPT_FIELDS}
+            if settled(info):
+                book.final[task_id] = info
+            else:
+                left.append(info)
+        tasks = live + left + [t for i, t in book.final.items() if i not in live_ids]
+        total = max((_int(_meta(t).get("tasks"), 0) for t in tasks), default=0)
+        if not book.complete and (not tasks or len(tasks) < total):
+            # Never seen whole: read the job from the farm's history, once.
+            tasks = self._group(self.list_tasks(task_type=book.task_type)).get(job_id, [])
+            book.final = {t["task_id"]: t for t in tasks if settled(t)}
+            total = max((_int(_meta(t).get("tasks"), 0) for t in tasks), default=0)
+            book.complete = len(tasks) >= total or len(book.final) == len(tasks)
+        elif tasks and len(tasks) >= total:
+            book.complete = True
         if not tasks:
             raise JobNotFoundError(job_id, backend=self.target)
+        book.watch = {t["task_id"] for t in tasks} - book.final.keys()
+        book.task_type = book.task_type or str(tasks[0]["task_type"])
+        book.total = total
+        if book.to_json() != before:
+            self._book.save(job_id, book)
+        tasks.sort(key=lambda t: _int(_meta(t).get("task"), 0))
         return tasks
 
     def get_job(self, job_id: str) -> Job:
@@ -559,38 +627,58 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
                 field="job_id",
             )
         everything = job.state is JobState.COMPLETED
-        again = [t for t in tasks if everything or self._status(t) != "finished"]
-        LogMirror(self.log_dir, job_id).reopen(t["task_id"] for t in again)
-        for task in again:
-            status = self._status(task)
-            if task.get("status") == "archived":
-                raise InvalidRequestError(
-                    f"job {job_id}: task {task['task_id']} is archived and cannot be retried; "
-                    f"submit the job again",
-                    field="job_id",
-                )
-            metadata = dict(task.get("metadata") or {})
-            retry = dict(metadata.get("_retry") or {})
-            retry.pop("count", None)
-            retry.pop("is_done", None)
-            metadata["_retry"] = retry
-            body = {
-                **self._update_body(task, status),
-                "metadata": metadata,
-                "details": "restarted by farm-adapters",
-            }
-            response = self.http.request(
-                "POST",
-                f"{TASKS}/retry",
-                idempotent=True,
-                json=body,
-                retry_statuses=(429, 502, 503, 504),
+        # A quick rerun may end between two log reads: read these tasks' logs again.
+        LogMirror(self.log_dir, job_id).reopen(
+            t["task_id"] for t in tasks if everything or self._status(t) != "finished"
+        )
+        retried: list[str] = []  # asked to retry, even if the answer was lost
+        try:
+            for task in tasks:
+                self._retry_task(job_id, task, everything, retried)
+        finally:
+            # Watched again: a retried task that ends before the next poll is read back.
+            book = self._book.get(job_id)
+            for task_id in retried:
+                book.final.pop(task_id, None)
+                book.watch.add(task_id)
+            self._book.save(job_id, book)
+
+    def _retry_task(
+        self, job_id: str, task: dict[str, Any], everything: bool, retried: list[str]
+    ) -> None:
+        """Queue one task of a final job again (a finished one only if ``everything``)."""
+        status = self._status(task)
+        if status == "finished" and not everything:
+            return
+        if task.get("status") == "archived":
+            raise InvalidRequestError(
+                f"job {job_id}: task {task['task_id']} is archived and cannot be retried; "
+                f"submit the job again",
+                field="job_id",
             )
-            if response.status_code >= 500:
-                info = self._task_info(task["task_id"])
-                if info is not None and info["status"] not in mapping.FINAL_STATUSES:
-                    continue  # already queued again
-            self.http.check(response, f"retrying task {task['task_id']}")
+        metadata = dict(task.get("metadata") or {})
+        retry = dict(metadata.get("_retry") or {})
+        retry.pop("count", None)
+        retry.pop("is_done", None)
+        metadata["_retry"] = retry
+        body = {
+            **self._update_body(task, status),
+            "metadata": metadata,
+            "details": "restarted by farm-adapters",
+        }
+        retried.append(task["task_id"])
+        response = self.http.request(
+            "POST",
+            f"{TASKS}/retry",
+            idempotent=True,
+            json=body,
+            retry_statuses=(429, 502, 503, 504),
+        )
+        if response.status_code >= 500:
+            info = self._task_info(task["task_id"])
+            if info is not None and info["status"] not in mapping.FINAL_STATUSES:
+                return  # already queued again
+        self.http.check(response, f"retrying task {task['task_id']}")
 
     # -- test --------------------------------------------------------------------------
 

@@ -40,7 +40,13 @@ from farm_adapters.errors import (
     ConfigurationError,
     FarmAdapterError,
 )
-from farm_adapters.http import HttpFarmPlugin, HttpSettings, OutcomeUnknownError, excerpt
+from farm_adapters.http import (
+    HttpFarmPlugin,
+    HttpSettings,
+    OutcomeUnknownError,
+    excerpt,
+    submit_each,
+)
 from farm_adapters.logfile import LogMirror, LogSource
 from farm_adapters.plugin import ProgressCallback
 from farm_adapters.shell import check_env_names, task_script
@@ -487,14 +493,13 @@ class RunAIPlugin(HttpFarmPlugin):
         job_id = uuid.uuid4().hex[:10]
         bodies = self._bodies(request, job_id)
         announce_job_id(self, job_id)  # journalled before any workload exists
-        for index, body in enumerate(bodies):
-            try:
-                self._create(body)
-            except FarmAdapterError as exc:
-                error = self._abandon(job_id, index, len(bodies), exc)
-                if error is exc:
-                    raise
-                raise error from exc
+        _, failure = submit_each(bodies, lambda _, body: self._create(body))
+        if failure is not None:
+            index, exc = failure
+            error = self._abandon(job_id, index, len(bodies), exc)
+            if error is exc:
+                raise exc
+            raise error from exc
         return job_id
 
     def _abandon(

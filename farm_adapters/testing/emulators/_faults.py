@@ -20,7 +20,41 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["Faults", "answer"]
+__all__ = ["Faults", "InFlight", "answer"]
+
+
+class InFlight:
+    """Requests being served at once, per route (``METHOD /path``); ``peak`` is a
+    test's evidence that a client keeps several in flight, and how many at most."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def install(self, app: Any) -> None:
+        async def in_flight(request: Any, call_next: Any) -> Any:
+            key = f"{request.method} {request.url.path}"
+            if request.url.path.startswith("/_emulator"):
+                return await call_next(request)
+            with self._lock:
+                count = self._now[key] = self._now.get(key, 0) + 1
+                self.peak[key] = max(self.peak.get(key, 0), count)
+            try:
+                return await call_next(request)
+            finally:
+                with self._lock:
+                    self._now[key] -= 1
+
+        app.middleware("http")(in_flight)
+
+    def peaks(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.peak)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.peak = {key: count for key, count in self._now.items() if count}
 
 
 class Faults:

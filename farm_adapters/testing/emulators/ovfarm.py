@@ -41,7 +41,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..._toml import read_toml
-from ._faults import Faults, answer
+from ._faults import Faults, InFlight, answer
 
 __all__ = ["FarmEmulator", "create_app"]
 
@@ -303,6 +303,9 @@ class FarmEmulator:
         self.agent_capacity = dict(agent_capacity or {})
         self.lock = threading.RLock()
         self.tasks: dict[str, dict[str, Any]] = {}
+        #: Task ids by status (insertion-ordered sets), as the real store's status
+        #: column is indexed: listing the queued tasks does not scan the history.
+        self.by_status: dict[str, dict[str, None]] = {}
         self.sequence: dict[str, int] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.changed: dict[str, int] = {}
@@ -314,6 +317,8 @@ class FarmEmulator:
         self.faults = Faults()
         self.stuck: str | None = None
         self.counters: dict[str, int] = {}
+        self.tasks_listed = 0  # tasks returned by tasks/list, for tests of polling cost
+        self.log_chars_served = 0  # log text returned, for tests of log following cost
         self.external_agents: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._timers: list[threading.Timer] = []
@@ -508,6 +513,7 @@ class FarmEmulator:
         }
         with self.lock:
             self.tasks[task_id] = task
+            self.by_status.setdefault(str(task["status"]), {})[task_id] = None
             self.sequence[task_id] = len(self.sequence)
             self._record(task, body.user, None, None)
             self._bump(task_id)
@@ -534,7 +540,7 @@ class FarmEmulator:
             old = task["status"]
             if status != old and status not in TRANSITIONS[old]:
                 raise InvalidTransition(f"{old} -> {status}")
-            task["status"] = status
+            self._status(task, status)
             if details is not None:
                 task["task_details"] = details
             self._record(task, user, agent_id, details)
@@ -542,6 +548,15 @@ class FarmEmulator:
             if status == "errored" and old != "errored":
                 self._maybe_retry(task)
             return _copy(task)
+
+    def _status(self, task: dict[str, Any], status: str) -> None:
+        """Set a task's status, keeping the index by status."""
+        self.by_status.get(task["status"], {}).pop(task["task_id"], None)
+        task["status"] = status
+        self.by_status.setdefault(status, {})[task["task_id"]] = None
+
+    def _with_status(self, statuses: set[str]) -> list[dict[str, Any]]:
+        return [self.tasks[i] for s in statuses for i in self.by_status.get(s, ())]
 
     def _maybe_retry(self, task: dict[str, Any]) -> None:
         retry = dict(task["metadata"].get("_retry") or {})
@@ -557,7 +572,7 @@ class FarmEmulator:
         retry["count"] = count + 1
         task["metadata"]["_retry"] = retry
         details = f"Task errored. Retry attempt {count + 1} of {limit}"
-        task["status"] = "submitted"
+        self._status(task, "submitted")
         task["task_details"] = details
         self._record(task, "Retries", None, details)
 
@@ -611,9 +626,8 @@ class FarmEmulator:
         with self.lock:
             candidates = [
                 t
-                for t in self.tasks.values()
-                if t["status"] == "submitted"
-                and (t["task_type"], t["task_function"]) in wanted
+                for t in self._with_status({"submitted"})
+                if (t["task_type"], t["task_function"]) in wanted
                 and ",".join(t["labels"]) == key
                 and set(t["task_requirements"]) - {"env"} <= have
             ]
@@ -653,9 +667,8 @@ class FarmEmulator:
             tasks = sorted(
                 (
                     t
-                    for t in self.tasks.values()
-                    if t["status"] in wanted
-                    and (task_type is None or t["task_type"] == task_type)
+                    for t in self._with_status(wanted)
+                    if (task_type is None or t["task_type"] == task_type)
                     and (task_function is None or t["task_function"] == task_function)
                 ),
                 key=lambda t: (
@@ -665,6 +678,7 @@ class FarmEmulator:
                 ),
             )
             result: dict[str, list[Any]] = {}
+            self.tasks_listed += len(tasks)
             for task in tasks:
                 item = _copy(task)
                 if keys is not None:
@@ -932,6 +946,10 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                 await asyncio.sleep(fault["seconds"])
         return response
 
+    # Installed last, so outermost: a request waiting in an injected latency counts.
+    gauge = InFlight()
+    gauge.install(app)
+
     def check_key(key: str | None) -> None:
         if key != farm.api_key:
             raise HTTPException(status_code=403, detail="Not authenticated")
@@ -1113,6 +1131,7 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
                     detail=f"No logs found for task {task_id} on agent {agent_id}: "
                     f"no log entries were uploaded",
                 )
+            farm.log_chars_served += len(entry["logs"])
             return dict(entry)
 
     @app.get(f"{logs}/download/{{task_id}}")
@@ -1196,11 +1215,19 @@ def create_app(farm: FarmEmulator | None = None, **options: Any) -> FastAPI:
     @app.get("/_emulator/stats", include_in_schema=False)
     def stats() -> dict[str, Any]:
         with farm.lock:
-            return {"requests": dict(farm.counters)}
+            return {
+                "requests": dict(farm.counters),
+                "tasks_listed": farm.tasks_listed,
+                "log_chars_served": farm.log_chars_served,
+                "peak_in_flight": gauge.peaks(),
+            }
 
     @app.delete("/_emulator/stats", include_in_schema=False)
     def reset_stats() -> None:
         with farm.lock:
             farm.counters.clear()
+            farm.tasks_listed = 0
+            gauge.reset()
+            farm.log_chars_served = 0
 
     return app

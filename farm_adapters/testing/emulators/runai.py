@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ._faults import Faults, answer
+from ._faults import Faults, InFlight, answer
 
 __all__ = ["RunAIEmulator", "create_app"]
 
@@ -874,6 +874,10 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
                 await asyncio.sleep(fault["seconds"])
         return response
 
+    # Installed last, so outermost: a request waiting in an injected latency counts.
+    gauge = InFlight()
+    gauge.install(app)
+
     @app.post("/api/v1/token")
     async def token_v1(request: Request) -> Any:
         try:
@@ -1063,12 +1067,13 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
     @app.get("/_emulator/stats", include_in_schema=False)
     def stats() -> Any:
         with state.lock:
-            return {"requests": dict(state.counters)}
+            return {"requests": dict(state.counters), "peak_in_flight": gauge.peaks()}
 
     @app.delete("/_emulator/stats", include_in_schema=False)
     def reset_stats() -> None:
         with state.lock:
             state.counters.clear()
+            gauge.reset()
 
     return app
 
