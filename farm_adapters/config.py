@@ -45,7 +45,7 @@ __all__ = [
 CONFIG_ENV = "FARM_ADAPTERS_CONFIG"
 FILE_NAME = "farm-adapters.toml"
 _TARGET_KEYS = ("backend", "description", "storage", "path_mappings")
-_TOP_KEYS = ("default_target", "targets")
+_TOP_KEYS = ("default_target", "targets", "notify")
 
 
 def _user_config_file() -> Path:
@@ -146,7 +146,16 @@ class Target:
     """One render target: a name, a backend and that backend's settings (secret
     references unresolved)."""
 
-    __slots__ = ("backend", "description", "name", "path_mappings", "settings", "source", "storage")
+    __slots__ = (
+        "backend",
+        "description",
+        "name",
+        "notify",
+        "path_mappings",
+        "settings",
+        "source",
+        "storage",
+    )
 
     def __init__(
         self,
@@ -158,8 +167,11 @@ class Target:
         source: Path | None = None,
         storage: Mapping[str, Any] | None = None,
         path_mappings: Sequence[Any] = (),
+        notify: Any = None,
     ) -> None:
         self.name = name
+        #: The file's [notify] sinks (a farm_adapters.notify.NotifyConfig), or None.
+        self.notify = notify
         self.backend = backend
         self.settings = dict(settings or {})
         self.description = description
@@ -253,6 +265,7 @@ class Target:
             from .pathmap import PathMapper
 
             backend.path_mapper = PathMapper(self.path_mappings)
+        backend.notify = self.notify
         return backend
 
 
@@ -284,6 +297,8 @@ class TargetConfig:
         self.source = source
         self.default_target = default_target
         self.targets.setdefault("local", Target("local", "local"))
+        #: The file's [notify] sinks (a farm_adapters.notify.NotifyConfig), or None.
+        self.notify: Any = None
 
     def get(self, name: str | None = None) -> Target:
         """The target ``name`` (default: ``default_target``)."""
@@ -334,6 +349,11 @@ def parse_targets(data: Mapping[str, Any], source: Path | None = None) -> Target
     raw_targets = data.get("targets", {})
     if not isinstance(raw_targets, Mapping):
         raise ConfigurationError(f"{where}: 'targets' must be a table of [targets.NAME]")
+    notify = None
+    if "notify" in data:
+        from .notify import parse_notify
+
+        notify = parse_notify(data["notify"], where)
     targets: dict[str, Target] = {}
     for name, table in raw_targets.items():
         if not isinstance(table, Mapping):
@@ -362,11 +382,15 @@ def parse_targets(data: Mapping[str, Any], source: Path | None = None) -> Target
             source=source,
             storage=storage,
             path_mappings=mappings,
+            notify=notify,
         )
     default = data.get("default_target", "local")
     if not isinstance(default, str):
         raise ConfigurationError(f"{where}: default_target must be a target name")
     config = TargetConfig(targets, source=source, default_target=default)
+    config.notify = notify
+    if "local" not in targets:
+        config.targets["local"].notify = notify
     if default not in config.targets:
         raise ConfigurationError(
             f"{where}: default_target {default!r} is not defined; known targets: "

@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._paths import data_dir
@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_tasks INTEGER,
     total_tasks INTEGER,
     state_at REAL,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    notified_state TEXT,
     PRIMARY KEY (target, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
@@ -57,6 +59,8 @@ _ADDED = (
     ("finished_tasks", "INTEGER"),
     ("total_tasks", "INTEGER"),
     ("state_at", "REAL"),
+    ("outputs", "TEXT NOT NULL DEFAULT '{}'"),
+    ("notified_state", "TEXT"),
 )
 _FINAL = ("completed", "failed", "stopped")
 
@@ -78,6 +82,27 @@ class JournalEntry:
     finished_tasks: int | None = None
     total_tasks: int | None = None
     state_at: float | None = None
+    #: What :mod:`farm_adapters.outputs` needs: outputs, frames, folder, files.
+    outputs: dict[str, Any] = field(default_factory=dict)
+    #: The final state a notification was sent for (None: none sent yet; "off" for a
+    #: job submitted with --no-notify).
+    notified_state: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JournalEntry:
+        """An entry from a row read by column name (a file may lack newer columns, or
+        have columns of a newer version)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        raw = values.get("outputs")
+        if isinstance(raw, str):
+            try:
+                values["outputs"] = json.loads(raw or "{}")
+            except ValueError:
+                values["outputs"] = {}
+        elif raw is None:
+            values.pop("outputs", None)
+        return cls(**values)
 
 
 def request_hash(request: JobRequest) -> str:
@@ -102,7 +127,14 @@ class Journal:
         if conn is None:
             try:
                 _private_dir(self.path.parent)
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                # Never opened when it exists: closing a descriptor of a file drops
+                # this process's POSIX locks on it, a reading connection's included.
+                with contextlib.suppress(FileExistsError):
+                    os.close(
+                        os.open(
+                            self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                        )
+                    )
                 if os.stat(self.path).st_mode & 0o077:  # made by an older version
                     os.chmod(self.path, 0o600)
                 if self._default:  # the data folder: ours alone, whoever made it
@@ -154,7 +186,7 @@ class Journal:
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_id, target, backend, name, render_context, "
-                "request_hash, submitted_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "request_hash, submitted_at, user, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     target,
@@ -164,8 +196,79 @@ class Journal:
                     request_hash(request),
                     time.time(),
                     request.user,
+                    json.dumps(
+                        {
+                            "outputs": request.outputs,
+                            "frames": list(request.frames) if request.frames else [],
+                            "folder": request.folder,
+                            "files": request.files,
+                        }
+                    ),
                 ),
             )
+
+    def claim_notification(self, job_id: str, target: str, state: str) -> bool:
+        """Record that the end of ``job_id`` (in final ``state``) is being notified;
+        True for exactly one caller, however many processes ask at once (so two
+        observers never notify twice). A job the journal does not know is recorded
+        first."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT notified_state FROM jobs WHERE job_id = ? AND target = ?",
+                    (job_id, target),
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    conn.execute("ROLLBACK")
+                    return False
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO jobs (job_id, target, backend, name, render_context, "
+                        "request_hash, submitted_at, notified_state) "
+                        "VALUES (?, ?, '', '', '', '', ?, ?)",
+                        (job_id, target, time.time(), state),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET notified_state = ? WHERE job_id = ? AND target = ?",
+                        (state, job_id, target),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return True
+
+    def reset_notification(self, job_id: str, target: str) -> None:
+        """Forget that the job's end was notified (it was restarted: its next end is
+        news again)."""
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE jobs SET notified_state = NULL WHERE job_id = ? AND target = ?",
+                (job_id, target),
+            )
+
+    def delete(self, job_id: str, target: str) -> bool:
+        """Remove the record of ``job_id`` on ``target``; True if there was one."""
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "DELETE FROM jobs WHERE job_id = ? AND target = ?", (job_id, target)
+            )
+            return cursor.rowcount > 0
+
+    def older_than(self, cutoff: float, target: str | None = None) -> list[JournalEntry]:
+        """Records submitted before ``cutoff`` (seconds since the epoch), oldest first."""
+        sql = "WHERE submitted_at < ?"
+        args: tuple[object, ...] = (cutoff,)
+        if target is not None:
+            sql += " AND target = ?"
+            args += (target,)
+        with self._read() as conn:
+            if conn is None:
+                return []
+            rows = _select(conn, sql + " ORDER BY submitted_at", args)
+        return [JournalEntry.from_row(r) for r in rows]
 
     def update_states(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
         """Remember the last state seen of jobs: (target, job_id, state, finished
@@ -227,7 +330,8 @@ class Journal:
             if limit is not None:
                 sql += " LIMIT ?"
                 args.append(limit)
-            return [JournalEntry(*r) for r in conn.execute(sql, args).fetchall()]
+            sql = sql.replace("SELECT *", f"SELECT {_columns(conn)}", 1)
+            return [JournalEntry.from_row(r) for r in _rows(conn, sql, args)]
 
     def complete(self, prefix: str, limit: int = 50) -> list[tuple[str, str, str]]:
         """(job id, name, target) of the newest jobs whose id starts with ``prefix``."""
@@ -243,7 +347,7 @@ class Journal:
 
     def get(self, job_id: str, target: str | None = None) -> JournalEntry | None:
         """The newest record of ``job_id`` (on ``target`` if given), or None."""
-        sql = "SELECT * FROM jobs WHERE job_id = ?"
+        sql = "WHERE job_id = ?"
         args: tuple[str, ...] = (job_id,)
         if target is not None:
             sql += " AND target = ?"
@@ -251,32 +355,51 @@ class Journal:
         with self._read() as conn:
             if conn is None:
                 return None
-            row = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT 1", args).fetchone()
-        return JournalEntry(*row) if row else None
+            rows = _select(conn, sql + " ORDER BY submitted_at DESC LIMIT 1", args)
+        return JournalEntry.from_row(rows[0]) if rows else None
 
     def find_by_context(self, render_context: str) -> JournalEntry | None:
         """The job submitted with this render context, if any."""
         with self._read() as conn:
             if conn is None:
                 return None
-            row = conn.execute(
-                "SELECT * FROM jobs WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
+            rows = _select(
+                conn,
+                "WHERE render_context = ? ORDER BY submitted_at DESC LIMIT 1",
                 (render_context,),
-            ).fetchone()
-        return JournalEntry(*row) if row else None
+            )
+        return JournalEntry.from_row(rows[0]) if rows else None
 
     def entries(self, target: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """The newest records first, optionally of one target."""
-        sql = "SELECT * FROM jobs"
+        sql = ""
         args: tuple[object, ...] = ()
         if target is not None:
-            sql += " WHERE target = ?"
+            sql += "WHERE target = ?"
             args = (target,)
         with self._read() as conn:
             if conn is None:
                 return []
-            rows = conn.execute(sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
-            return [JournalEntry(*r) for r in rows.fetchall()]
+            rows = _select(conn, sql + " ORDER BY submitted_at DESC LIMIT ?", (*args, limit))
+            return [JournalEntry.from_row(r) for r in rows]
+
+
+def _columns(conn: sqlite3.Connection) -> str:
+    """The JournalEntry columns this file has (an older one, read without writing,
+    lacks the newer ones; a newer one may have more), comma-separated."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+    return ", ".join(f.name for f in fields(JournalEntry) if f.name in have)
+
+
+def _rows(conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[Any]:
+    cursor = conn.execute(sql, tuple(args))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _select(conn: sqlite3.Connection, tail: str, args: Sequence[object]) -> list[Any]:
+    """Rows (as dicts by column name) of ``SELECT <entry columns> FROM jobs <tail>``."""
+    return _rows(conn, f"SELECT {_columns(conn)} FROM jobs {tail}", args)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "JobRequest",
     "JobState",
     "LogChunk",
+    "OutputFile",
     "Requirements",
     "Task",
     "derive_job_state",
@@ -294,6 +295,14 @@ class JobRequest(BaseModel):
     max_retries: int = Field(default=0, ge=0, le=100)
     after: list[Dependency] = Field(
         default_factory=list, description="jobs this one waits for (job ids or tables)"
+    )
+    hold: bool = Field(
+        default=False, description="submit held: nothing runs until the job is released"
+    )
+    notify: bool | None = Field(
+        default=None,
+        description="notify the job's end: None as the targets file's [notify] says, "
+        "True or False to override it",
     )
     user: str | None = None
     comment: str = ""
@@ -589,3 +598,17 @@ class CheckResult(BaseModel):
     name: str
     ok: bool
     detail: str = ""
+
+
+class OutputFile(BaseModel):
+    """One file a job wrote (:meth:`FarmPlugin.list_outputs`)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    path: str = Field(description="where it is, as this workstation or the storage sees it")
+    size: int = Field(ge=0)
+    mtime: float = Field(description="modification time, seconds since the epoch")
+    frame: int | None = Field(default=None, description="the frame it belongs to, if known")
+    storage: bool = Field(
+        default=False, description="True when path is on the target's storage, not local"
+    )

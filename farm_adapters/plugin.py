@@ -40,6 +40,7 @@ from .models import (
     JobRequest,
     JobState,
     LogChunk,
+    OutputFile,
     validation_problems,
 )
 
@@ -63,6 +64,10 @@ class Capability(str, enum.Enum):
     RESTART = "restart"
     DRY_RUN = "dry_run"
     DEPENDENCIES = "dependencies"
+    HOLD = "hold"
+    PRIORITY = "priority"
+    OUTPUTS = "outputs"
+    DELETE = "delete"
 
     def __str__(self) -> str:
         return self.value
@@ -77,7 +82,12 @@ _CAPABILITY_METHODS = {
     Capability.RESTART: "restart_job",
     Capability.DRY_RUN: "native_payloads",
     Capability.DEPENDENCIES: "native_dependencies",
+    Capability.HOLD: "release_job",
+    Capability.PRIORITY: "set_priority",
+    Capability.DELETE: "delete_job",
 }
+#: Capabilities the core provides for every backend (through the target's storage).
+_CORE_CAPABILITIES = frozenset({Capability.OUTPUTS})
 
 
 class Availability(NamedTuple):
@@ -160,11 +170,16 @@ class FarmPlugin(ABC):
     path_mapper: Any = None
     #: What the last copy did (a :class:`~farm_adapters.transfer.TransferReport`).
     last_transfer: Any = None
+    #: The targets file's ``[notify]`` sinks (a
+    #: :class:`~farm_adapters.notify.NotifyConfig`), or None. A backend that observes
+    #: its own jobs' ends (``local``) fires them through
+    #: :func:`farm_adapters.notify.notify_job_end`.
+    notify: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "capabilities" not in cls.__dict__:
-            cls.capabilities = frozenset(
+            cls.capabilities = _CORE_CAPABILITIES | frozenset(
                 cap
                 for cap, method in _CAPABILITY_METHODS.items()
                 if getattr(cls, method) is not getattr(FarmPlugin, method)
@@ -352,6 +367,27 @@ class FarmPlugin(ABC):
         the farm did not take it (``transient`` says whether to retry).
         """
 
+    def refuse_unsupported(self, request: JobRequest) -> None:
+        """Raise :class:`~farm_adapters.errors.InvalidRequestError` naming the field and
+        the capability when ``request`` asks for what this backend lacks (``after``
+        without :attr:`Capability.DEPENDENCIES`, ``hold`` without
+        :attr:`Capability.HOLD`): a request is refused, never accepted and ignored.
+        :func:`farm_adapters.submit` calls it; a backend's ``submit_job`` may too."""
+        from .errors import InvalidRequestError
+
+        wants = (
+            ("after", bool(request.after), Capability.DEPENDENCIES, "make a job wait for others"),
+            ("hold", request.hold, Capability.HOLD, "submit a job held"),
+        )
+        for field, asked, capability, what in wants:
+            if asked and capability not in self.capabilities:
+                raise InvalidRequestError(
+                    f"{field}: backend {self.name!r} (target {self.target!r}) cannot {what} "
+                    f"(capability {capability!s}); remove `{field}`, or use a target whose "
+                    f"backend lists the {capability!s} capability",
+                    field=field,
+                )
+
     def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:
         """Exactly what :meth:`submit_job` would send for ``request``, without sending it.
 
@@ -428,6 +464,59 @@ class FarmPlugin(ABC):
         :class:`~farm_adapters.errors.InvalidRequestError` when the job is still active.
         """
         raise UnsupportedOperationError(f"backend {self.name!r} cannot restart jobs")
+
+    def release_job(self, job_id: str) -> None:
+        """Let a job submitted with ``hold`` run. Releasing a job that is not held does
+        nothing.
+
+        Optional (:attr:`Capability.HOLD`): a backend without it has every request with
+        ``hold`` refused by :func:`farm_adapters.submit`. Raises
+        :class:`~farm_adapters.errors.JobNotFoundError` for an unknown id.
+        """
+        raise UnsupportedOperationError(
+            f"backend {self.name!r} cannot hold or release jobs (capability {Capability.HOLD})"
+        )
+
+    def set_priority(self, job_id: str, priority: int) -> None:
+        """Change a submitted job's priority (0 lowest, 100 highest, mapped as at
+        submit); tasks not yet started are scheduled by the new value.
+
+        Optional (:attr:`Capability.PRIORITY`). Raises
+        :class:`~farm_adapters.errors.JobNotFoundError` for an unknown id and
+        :class:`~farm_adapters.errors.InvalidRequestError` (field ``priority``) for a
+        value outside 0-100.
+        """
+        raise UnsupportedOperationError(
+            f"backend {self.name!r} cannot change a job's priority after submit "
+            f"(capability {Capability.PRIORITY})"
+        )
+
+    def list_outputs(self, job_id: str) -> list[OutputFile]:
+        """The files the job wrote: the request's ``outputs`` (``{frame}`` substituted
+        per frame; a folder stands for the files in it) and the render-context folder,
+        read through the target's storage and path mappings.
+
+        The core provides it for every backend from the journal's record of the
+        request (:attr:`Capability.OUTPUTS`); a backend that knows better overrides it.
+        Raises :class:`~farm_adapters.errors.JobNotFoundError` when the job is not in
+        this machine's journal.
+        """
+        from .outputs import list_outputs
+
+        return list_outputs(self, job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        """Forget a final job on the farm: its record, state and logs (archived where
+        the farm archives rather than deletes). The render-context folder and the
+        journal row are removed by :func:`farm_adapters.cleanup.delete`, not here.
+
+        Optional (:attr:`Capability.DELETE`). Raises
+        :class:`~farm_adapters.errors.JobNotFoundError` for an unknown id and
+        :class:`~farm_adapters.errors.InvalidRequestError` for a job still active.
+        """
+        raise UnsupportedOperationError(
+            f"backend {self.name!r} cannot delete jobs (capability {Capability.DELETE})"
+        )
 
     # -- test --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .errors import FarmAdapterError, InvalidRequestError, WaitTimeoutError
 from .models import Job, JobRequest, JobState, parse_request
-from .plugin import Capability, FarmPlugin, ProgressCallback
+from .plugin import FarmPlugin, ProgressCallback
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -113,13 +113,7 @@ def submit(
     if request.user is None:
         request = request.model_copy(update={"user": getpass.getuser()})
     _check_local_files(request)
-    if request.after and Capability.DEPENDENCIES not in backend.capabilities:
-        raise InvalidRequestError(
-            f"after: backend {backend.name!r} (target {backend.target!r}) cannot make a job "
-            f"wait for other jobs; remove `after`, or use a target whose backend lists the "
-            f"{Capability.DEPENDENCIES} capability",
-            field="after",
-        )
+    backend.refuse_unsupported(request)
 
     if dry_run:
         prepared = prepare_request(backend, request, folder=None)
@@ -158,6 +152,13 @@ def submit(
     finally:
         _announced.reset(token)
     record(job_id)
+    if prepared.notify is False and journal is not False:
+        try:  # --no-notify: marked as notified, so no observer sends it
+            from .journal import Journal
+
+            (journal or Journal()).claim_notification(job_id, backend.target, "off")
+        except FarmAdapterError:
+            pass
     try:
         return backend.get_job(job_id)
     except FarmAdapterError as exc:
@@ -181,8 +182,13 @@ def wait(
     max_interval: float = 5.0,
     on_update: Callable[[Job], None] | None = None,
     manager: FarmPluginManager | None = None,
+    notify: bool = True,
 ) -> Job:
     """Poll until the job reaches a final state; return it.
+
+    With ``notify`` (the default) the end is notified through the target's
+    ``[notify]`` sinks (:attr:`FarmPlugin.notify`) unless another observer already
+    did (:func:`farm_adapters.notify.notify_job_end`); a sink's problem is logged.
 
     The interval starts at ``poll_interval`` and grows to ``max_interval`` while nothing
     changes. ``on_update`` sees every poll's job; ``manager``'s
@@ -212,6 +218,8 @@ def wait(
             interval = min(max_interval, interval * 1.5)
         last_progress = job.progress
         if job.state.final:
+            if notify and backend.notify is not None:
+                notify_end(backend, job)
             return job
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -222,6 +230,23 @@ def wait(
                 )
             interval = min(interval, remaining)
         time.sleep(interval)
+
+
+def notify_end(backend: FarmPlugin, job: Job) -> bool:
+    """Notify a final job's end through ``backend``'s target sinks, once per job (the
+    journal records who sent it); True when this call sent it. Problems are logged as
+    warnings: the job has ended either way."""
+    import logging
+
+    from .notify import notify_job_end
+
+    try:
+        sent, problems = notify_job_end(backend.notify, job, backend.target)
+    except FarmAdapterError as exc:
+        sent, problems = False, [str(exc)]
+    for problem in problems:
+        logging.getLogger(__name__).warning("%s", problem)
+    return sent
 
 
 def follow_log(

@@ -30,6 +30,7 @@ def test_demo_renders_frames_and_a_contact_sheet(tmp_path: Path) -> None:
                 "4",
                 "--out",
                 str(out),
+                "--wait",
             ],
             capture_output=True,
             text=True,

@@ -364,12 +364,15 @@ def test_after_names_an_unknown_job(slurm: Any) -> None:
     assert info.value.field == "after"
 
 
-def test_backends_without_dependencies_refuse_after(local_backend: Any) -> None:
+def test_backends_without_dependencies_refuse_after(ovfarm_settings: dict[str, Any]) -> None:
+    backend = get_plugin_manager().create_backend("ovfarm", ovfarm_settings)
+    before = {j.id for j in backend.get_jobs()}
     with pytest.raises(InvalidRequestError) as info:
-        submit(local_backend, {"commands": [["true"]], "after": ["x"]}, journal=False)
+        submit(backend, {"commands": [["true"]], "after": ["x"]}, journal=False)
     assert info.value.field == "after"
-    assert "local" in str(info.value)
-    assert local_backend.get_jobs() == []
+    assert "ovfarm" in str(info.value)
+    assert {j.id for j in backend.get_jobs()} == before
+    backend.close()
 
 
 def test_polling_many_jobs_costs_one_squeue(slurm: Any) -> None:
@@ -430,7 +433,7 @@ def test_cornell_demo_renders_through_a_slurm_target(slurm_cluster: Any, tmp_pat
     demo = Path(__file__).resolve().parent.parent / "examples" / "cornell" / "demo.py"
     run = subprocess.run(
         [sys.executable, str(demo), "--target", "hpc", "--frames", "2", "--size", "32",
-         "--spp", "2", "--out", str(tmp_path / "out")],
+         "--spp", "2", "--out", str(tmp_path / "out"), "--wait"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr

@@ -1,11 +1,13 @@
 """The farm-adapters demo: a real render job through any render target (default local).
 
-Renders N frames of a camera orbiting Mitsuba's Cornell box, one frame per task, then
-assembles a contact sheet in a second job, and prints where the images are. Run it
-through ``bash examples/cornell/demo.sh``, which installs what it needs first.
+Renders N frames of a camera orbiting Mitsuba's Cornell box, one frame per task, and
+submits a second job that assembles a contact sheet *after* the frames (a dependency
+the farm keeps: closing this terminal loses nothing), prints the jobs and where the
+images will be, and returns at once. ``--wait`` shows progress until both have ended.
+Run it through ``bash examples/cornell/demo.sh``, which installs what it needs first.
 
     python examples/cornell/demo.py [--frames 8] [--size 256] [--spp 16] [--out DIR]
-                                    [--target NAME]   # e.g. a slurm target
+                                    [--target NAME] [--wait]   # e.g. a slurm target
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from farm_adapters.config import load_targets
 HERE = Path(__file__).resolve().parent
 
 
-def run_job(backend: fa.FarmPlugin, request: dict[str, object], label: str) -> fa.Job:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+def submit(backend: fa.FarmPlugin, request: dict[str, object]) -> fa.Job:
     job = fa.submit(backend, request)
     assert isinstance(job, fa.Job)
+    return job
+
+
+def watch(backend: fa.FarmPlugin, job: fa.Job, label: str) -> fa.Job:
+    """Show a progress bar until ``job`` ends; exit with its log's tail unless it
+    completed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn(f"[bold]{label}[/] {job.id}"),
         BarColumn(),
@@ -41,7 +49,7 @@ def run_job(backend: fa.FarmPlugin, request: dict[str, object], label: str) -> f
     if done.state is not fa.JobState.COMPLETED:
         log = backend.get_render_log(job.id).text
         print("\n".join(log.splitlines()[-20:]), file=sys.stderr)
-        raise SystemExit(f"{label} job {job.id} ended {done.state}; see its log above")
+        raise SystemExit(f"{label} job {job.id} ended {done.state}: {done.message}")
     return done
 
 
@@ -52,6 +60,7 @@ def main() -> None:
     parser.add_argument("--spp", type=int, default=16)
     parser.add_argument("--out", type=Path, default=HERE / "output")
     parser.add_argument("--target", default="local")
+    parser.add_argument("--wait", action="store_true", help="show progress until both end")
     args = parser.parse_args()
     if args.frames < 1:
         parser.error("--frames must be 1 or more")
@@ -64,7 +73,7 @@ def main() -> None:
         stale.unlink(missing_ok=True)
     backend = load_targets().get(args.target).create_backend(fa.get_plugin_manager())
     print(f"rendering {args.frames} frame(s) of the Cornell box on target {backend.target!r}")
-    render = run_job(
+    render = submit(
         backend,
         {
             "name": "cornell-orbit",
@@ -86,13 +95,12 @@ def main() -> None:
                 ]
             ],
             "frames": f"1-{args.frames}",
-            "outputs": [str(frames_dir)],
+            "outputs": [f"{frames_dir}/frame_{{frame:04d}}.png"],
         },
-        "render",
     )
     frames = [frames_dir / f"frame_{i:04d}.png" for i in range(1, args.frames + 1)]
     sheet = out / "contact_sheet.png"
-    run_job(
+    contact = submit(
         backend,
         {
             "name": "cornell-contact-sheet",
@@ -107,14 +115,24 @@ def main() -> None:
                 ]
             ],
             "outputs": [str(sheet)],
+            "after": [render.id],  # the farm waits, not this script
         },
-        "contact sheet",
     )
-    made = sorted(p.name for p in frames_dir.glob("frame_*.png"))
-    print(f"frames:        {frames_dir}/ ({len(made)}: {made[0]} ... {made[-1]})")
-    print(f"contact sheet: {sheet}")
     cli = Path(sys.executable).parent / "farm-adapters"
-    print(f"render log:    {cli if cli.exists() else 'farm-adapters'} logs {render.id}")
+    fa_cli = cli if cli.exists() else "farm-adapters"
+    print(f"render job:    {render.id} ({render.total_tasks} task(s))")
+    print(f"contact sheet: job {contact.id}, runs once every frame has rendered")
+    if args.wait:
+        watch(backend, render, "render")
+        watch(backend, contact, "contact sheet")
+        made = sorted(p.name for p in frames_dir.glob("frame_*.png"))
+        print(f"frames:        {frames_dir}/ ({len(made)}: {made[0]} ... {made[-1]})")
+    else:
+        print(f"follow:        {fa_cli} wait {contact.id}")
+        print(f"frames:        {frames_dir}/frame_0001.png ... frame_{args.frames:04d}.png")
+    print(f"               {fa_cli} outputs {render.id} --thumbnails {out / 'thumbnails'}")
+    print(f"contact sheet: {sheet}")
+    print(f"render log:    {fa_cli} logs {render.id}")
 
 
 if __name__ == "__main__":

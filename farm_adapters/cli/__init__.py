@@ -30,6 +30,7 @@ from . import _common as _c
 from . import emulate as _emulate
 from . import info as _info
 from . import jobs as _jobs
+from . import lifecycle as _lifecycle
 from . import run as _run
 from ._common import (
     EXIT_BUG,
@@ -64,10 +65,12 @@ __all__ = [
     "pass_ctx",
 ]
 
-_COMMAND_MODULES = (_info, _run, _jobs, _emulate)
+_COMMAND_MODULES = (_info, _run, _jobs, _lifecycle, _emulate)
 
 cli.add_command(blender)
 cli.add_command(katana)
+for _command in _lifecycle.commands:
+    cli.add_command(_command)
 # The order of --help: set up, send, follow, tools; plug-ins' commands come after.
 _ORDER = [
     "backends",
@@ -79,6 +82,12 @@ _ORDER = [
     "logs",
     "stop",
     "restart",
+    "wait",
+    "release",
+    "priority",
+    "outputs",
+    "delete",
+    "clean",
     "emulate",
     "blender",
     "katana",

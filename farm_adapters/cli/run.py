@@ -90,6 +90,18 @@ def _check_programs_exist(request: Any) -> None:
         )
 
 
+def _lifecycle_submit_options(f: Any) -> Any:
+    from .lifecycle import submit_options
+
+    return submit_options(f)
+
+
+def _apply_lifecycle_options(data: dict[str, Any], options: dict[str, Any]) -> None:
+    from .lifecycle import apply_submit_options
+
+    apply_submit_options(data, options)
+
+
 @cli.command(
     epilog="""\b
 Examples:
@@ -118,6 +130,7 @@ Examples:
 @click.option("--follow", is_flag=True, help="Stream the render log until the job ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @pass_ctx
+@_lifecycle_submit_options
 def submit(
     obj: Context,
     args: tuple[str, ...],
@@ -134,6 +147,7 @@ def submit(
     wait_: bool,
     follow: bool,
     as_json: bool,
+    **lifecycle: Any,
 ) -> None:
     """Submit a job: a job file (TOML), or a command after `--`.
 
@@ -184,6 +198,7 @@ def submit(
             data["environment"] = {**data.get("environment", {}), **_parse_env(env)}
         if files:
             data["files"] = [*data.get("files", []), *files]
+        _apply_lifecycle_options(data, lifecycle)
         try:
             request = parse_request(data)
         except InvalidRequestError as exc:

@@ -38,6 +38,7 @@ from farm_adapters import (
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import BackendUnavailableError, SubmitError
 from farm_adapters.logfile import LOG_CHUNK_LIMIT, complete_utf8, read_chunk
+from farm_adapters.models import Dependency
 from farm_adapters.plugin import ProgressCallback
 
 from . import machine, store
@@ -262,13 +263,31 @@ class LocalPlugin(FarmPlugin):
             for task in request.tasks()
         ]
 
+    def native_dependencies(self, after: Sequence[Dependency]) -> list[str]:
+        """The ids of the jobs waited for, each checked to be a job of this target."""
+        ids = []
+        with self._read_db() as conn:
+            for i, dep in enumerate(after):
+                found = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (dep.job_id,)).fetchone()
+                if found is None:
+                    raise InvalidRequestError(
+                        f"after[{i}]: job {dep.job_id!r} is not a job of target "
+                        f"{self.target!r}; a job can only wait for jobs on its own target",
+                        field="after",
+                    )
+                ids.append(dep.job_id)
+        return ids
+
     def submit_job(self, request: JobRequest) -> str:
         import uuid
 
+        self.refuse_unsupported(request)
+        self.native_dependencies(request.after)
         slots_per_task = self._check_requirements(request)
         job_id = uuid.uuid4().hex[:12]
         log_dir = self.root / "logs" / job_id
         tasks = request.tasks()
+        after = json.dumps([[d.job_id, d.condition] for d in request.after])
         rows = [
             (
                 job_id,
@@ -286,7 +305,8 @@ class LocalPlugin(FarmPlugin):
                 conn.execute(
                     "INSERT INTO jobs (id, seq, name, render_context, submitted_at, folder, "
                     "log_dir, environment, max_retries, timeout, gpus, slots_per_task, slots, "
-                    "grace_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "grace_period, priority, held, after, ready, message, notify) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
                         seq,
@@ -302,6 +322,12 @@ class LocalPlugin(FarmPlugin):
                         slots_per_task,
                         self.slots,
                         self.settings.grace_period,  # type: ignore[attr-defined]
+                        request.priority,
+                        int(request.hold),
+                        after,
+                        int(not (request.hold or request.after)),
+                        waiting_message(job_id, request.hold, [d.job_id for d in request.after]),
+                        self._notify_spec(request),
                     ),
                 )
                 conn.executemany(
@@ -315,6 +341,22 @@ class LocalPlugin(FarmPlugin):
                 raise
         self._start_supervisor(job_id, log_dir)
         return job_id
+
+    def _notify_spec(self, request: JobRequest) -> str | None:
+        """What the supervisor needs to notify the job's end (the target's [notify]
+        sinks, or the desktop for ``notify=True``), or None."""
+        if request.notify is False or (self.notify is None and not request.notify):
+            return None
+        from farm_adapters.notify import NotifyConfig, parse_notify
+
+        config = parse_notify(self.notify) if self.notify is not None else NotifyConfig()
+        return json.dumps(
+            {
+                "target": self.target,
+                "config": config.model_dump(mode="json"),
+                "wanted": request.notify,
+            }
+        )
 
     def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
         import subprocess
@@ -744,7 +786,8 @@ class LocalPlugin(FarmPlugin):
                 conn.execute(
                     "UPDATE jobs SET attempt = attempt + 1, stop_requested = 0, "
                     "finished_at = NULL, supervisor_pid = NULL, supervisor_start = NULL, "
-                    "started_at = NULL, submitted_at = ?, message = '' WHERE id = ?",
+                    "started_at = NULL, submitted_at = ?, message = '', "
+                    "ready = (held = 0 AND after = '[]') WHERE id = ?",
                     (time.time(), job_id),
                 )
                 conn.execute("COMMIT")
@@ -754,7 +797,77 @@ class LocalPlugin(FarmPlugin):
                 conn.execute("ROLLBACK")
                 raise
             row = self._job_row(conn, job_id)
+        self._forget_notification(job_id)
         self._start_supervisor(job_id, Path(row[11]))
+
+    def _forget_notification(self, job_id: str) -> None:
+        """A restarted job's next end is news again: the journal forgets that its
+        end was notified (a --no-notify job stays silent)."""
+        from farm_adapters.errors import FarmAdapterError
+        from farm_adapters.journal import Journal
+
+        journal = Journal()
+        if not journal.path.exists():
+            return
+        with contextlib.suppress(FarmAdapterError):
+            entry = journal.get(job_id, self.target)
+            if entry is not None and entry.notified_state not in (None, "off"):
+                journal.reset_notification(job_id, self.target)
+
+    def release_job(self, job_id: str) -> None:
+        with self._db() as conn:
+            self._job_row(conn, job_id)
+            conn.execute("UPDATE jobs SET held = 0 WHERE id = ?", (job_id,))
+        # The job's supervisor sees it within a second and starts the tasks (or waits
+        # for the jobs in ``after`` first).
+
+    def set_priority(self, job_id: str, priority: int) -> None:
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+            raise InvalidRequestError(
+                f"priority: {priority!r} is not a whole number from 0 (lowest) to 100 (highest)",
+                field="priority",
+            )
+        with self._db() as conn:
+            self._job_row(conn, job_id)
+            conn.execute("UPDATE jobs SET priority = ? WHERE id = ?", (priority, job_id))
+
+    def delete_job(self, job_id: str) -> None:
+        import shutil
+
+        with self._db() as conn:
+            job = self.get_job(job_id)
+            if not job.state.final:
+                raise InvalidRequestError(
+                    f"job {job_id} is {job.state}; stop it first (or delete with --stop)",
+                    field="job_id",
+                )
+            row = self._job_row(conn, job_id)
+            (folder,) = conn.execute("SELECT folder FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
+                conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        # Only folders of our own: the logs, and the render folder when it is one of
+        # this target's temporary folders (a target storage's is removed through it).
+        doomed = [Path(row[11])]
+        if folder and self.storage is None and Path(folder).parent == self.folders:
+            doomed.append(Path(folder))
+        for path in doomed:
+            if path.parent not in (self.root / "logs", self.folders):
+                continue
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise BackendUnavailableError(
+                    f"job {job_id} was deleted but {path} could not be removed: {exc}; "
+                    f"remove it by hand"
+                ) from exc
 
     # -- test --------------------------------------------------------------------------
 
@@ -789,6 +902,15 @@ class LocalPlugin(FarmPlugin):
             )
         )
         return results
+
+
+def waiting_message(job_id: str, held: bool, after: Sequence[str]) -> str:
+    """What a job that may not start yet shows as its message."""
+    if held:
+        return f"held: release it with `farm-adapters release {job_id}`"
+    if after:
+        return f"waiting for {', '.join(after)}"
+    return ""
 
 
 def _read_task_output(log_dir: Path, task: int, offset: int, limit: int) -> tuple[bytes, int]:

@@ -33,7 +33,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     slots_per_task INTEGER NOT NULL DEFAULT 1,
     slots INTEGER NOT NULL,
     grace_period REAL NOT NULL,
-    peak_rss_kb INTEGER
+    peak_rss_kb INTEGER,
+    priority INTEGER NOT NULL DEFAULT 50,
+    held INTEGER NOT NULL DEFAULT 0,
+    after TEXT NOT NULL DEFAULT '[]',
+    ready INTEGER NOT NULL DEFAULT 1,
+    notify TEXT
 );
 CREATE TABLE IF NOT EXISTS tasks (
     job_id TEXT NOT NULL,
@@ -68,8 +73,14 @@ def private_dir(path: Path) -> None:
 
 def private_file(path: Path) -> None:
     """Create ``path`` (empty) readable by the owner only, or make an existing one so.
-    SQLite gives its -wal and -shm files the database's mode."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    SQLite gives its -wal and -shm files the database's mode.
+
+    An existing file is never opened: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, including those of a SQLite connection
+    already open on it (a query's read-only one), and a checkpoint by another
+    process could then lose committed writes."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     if os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o600)
 
@@ -118,9 +129,28 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+#: Columns added to ``jobs`` after the first release, with their definitions: a
+#: database made by an older version gets them on first use.
+ADDED_JOB_COLUMNS = {
+    "priority": "INTEGER NOT NULL DEFAULT 50",  # 0 lowest, 100 highest; changeable
+    "held": "INTEGER NOT NULL DEFAULT 0",  # submitted held, not yet released
+    "after": "TEXT NOT NULL DEFAULT '[]'",  # JSON [[job id, condition], ...]
+    "ready": "INTEGER NOT NULL DEFAULT 1",  # 0 while held or waiting for dependencies
+    "notify": "TEXT",  # JSON {target, config, wanted}: notify the job's end, or NULL
+}
+
+
 def init(path: Path) -> sqlite3.Connection:
     private_dir(path.parent)
     private_file(path)
     conn = connect(path)
     conn.executescript(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for name, definition in ADDED_JOB_COLUMNS.items():
+        if name not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (ready, stop_requested, priority)"
+    )
     return conn

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import store
-from .machine import JOB_MARKER_ENV, LockPool, kill_group, process_start
+from .machine import JOB_MARKER_ENV, LockPool, is_alive, kill_group, process_start
 
 # Start-up is on the path from submit to the first task, so this module and the two it
 # imports use the standard library only: no pydantic, no package ``__init__`` (see
@@ -58,6 +58,13 @@ OUTPUT_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 #: Touched about every STOP_POLL_INTERVAL while the supervisor runs; a stale one means
 #: the supervisor is stopped (SIGSTOP) or starved, and the job's status says so.
 HEARTBEAT_FILE = "supervisor.heartbeat"
+DEPENDENCY_POLL_INTERVAL = 0.5  # seconds between looks at a held job or its dependencies
+#: Another job's supervisor that has not beaten for this long no longer holds this
+#: job back from a free slot (it is stopped or starved).
+STALLED_AFTER = 60.0
+#: A job whose supervisor has not recorded itself within this long is not waited for.
+SUPERVISOR_START_GRACE = 60.0
+FINAL_TASK_STATES = frozenset({"completed", "failed", "stopped"})
 
 
 @dataclass
@@ -103,7 +110,8 @@ class Supervisor:
         self.conn = store.connect(db_path)
         row = self.conn.execute(
             "SELECT attempt, log_dir, environment, max_retries, timeout, gpus, "
-            "slots_per_task, slots, grace_period, stop_requested FROM jobs WHERE id = ?",
+            "slots_per_task, slots, grace_period, stop_requested, ready, after "
+            "FROM jobs WHERE id = ?",
             (job_id,),
         ).fetchone()
         if row is None:
@@ -119,7 +127,12 @@ class Supervisor:
             slots,
             self.grace,
             stop_requested,
+            ready,
+            after,
         ) = row
+        self.ready = bool(ready)
+        #: The jobs this one waits for: (job id, "succeeded" or "ended").
+        self.after: list[tuple[str, str]] = [(d, c) for d, c in json.loads(after)]
         self.log_dir = Path(log_dir)
         store.private_dir(self.log_dir)
         self.job_env = json.loads(environment)
@@ -358,6 +371,9 @@ class Supervisor:
         slots = self.slot_pool.acquire(self.slots_per_task)
         if slots is None:
             return False
+        if not self.my_turn():
+            self.slot_pool.release(slots)
+            return False
         gpus: list[str] = []
         if self.gpus and self.gpu_pool is not None:
             got = self.gpu_pool.acquire(self.gpus)
@@ -375,6 +391,131 @@ class Supervisor:
         run.kill_at = None
         self.spawn(run)
         return True
+
+    def my_turn(self) -> bool:
+        """Whether a free slot is this job's to take: no other job on the machine that
+        may run has a queued task and a higher priority (or the same priority and an
+        earlier submission). Checked only once a slot is free, so a busy machine costs
+        no queries; a job whose supervisor is gone (or stalled) does not hold others
+        back."""
+        try:
+            rows = self.conn.execute(
+                "SELECT j.id, j.supervisor_pid, j.supervisor_start, j.submitted_at, j.log_dir "
+                "FROM jobs AS j, jobs AS me WHERE me.id = ? AND j.id != me.id "
+                "AND j.ready = 1 AND j.stop_requested = 0 "
+                "AND (j.priority > me.priority OR (j.priority = me.priority AND j.seq < me.seq)) "
+                "AND EXISTS (SELECT 1 FROM tasks AS t WHERE t.job_id = j.id "
+                "AND t.state = 'queued')",
+                (self.job_id,),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return False  # locked for now: asked again at the next free slot
+        now = time.time()
+        for _, pid, start, submitted_at, log_dir in rows:
+            if pid is None:
+                if now - submitted_at < SUPERVISOR_START_GRACE:
+                    return False  # its supervisor is starting
+                continue
+            if not is_alive(pid, start):
+                continue
+            try:
+                age = now - os.stat(Path(log_dir) / HEARTBEAT_FILE).st_mtime
+            except OSError:
+                return False  # alive, not yet beating
+            if age <= STALLED_AFTER:
+                return False
+        return True
+
+    def wait_until_ready(self) -> bool:
+        """Before any task runs: wait while the job is held, then for the jobs in
+        ``after``. True to go on; False when the job ended without running (stopped,
+        or a job it waited to succeed did not)."""
+        shown = None
+        while True:
+            self.beat()
+            if not self.stop and self.stop_requested_in_db():
+                self.stop = True
+            if self.stop:
+                self.begin_stop(time.monotonic())
+                return False
+            try:
+                (held,) = self.conn.execute(
+                    "SELECT held FROM jobs WHERE id = ?", (self.job_id,)
+                ).fetchone()
+                blocking, failed = ([], None) if held else self.dependencies()
+            except sqlite3.OperationalError:
+                held, blocking, failed = True, [], None  # locked for now: ask again
+            if failed is not None:
+                self.fail_queued(failed)
+                return False
+            message = (
+                f"held: release it with `farm-adapters release {self.job_id}`"
+                if held
+                else (f"waiting for {', '.join(blocking)}" if blocking else "")
+            )
+            if message != shown:
+                shown = message
+                if message:
+                    self.say(message)
+                self.queue_write("UPDATE jobs SET message = ? WHERE id = ?", (message, self.job_id))
+            if not held and not blocking:
+                self.queue_write("UPDATE jobs SET ready = 1 WHERE id = ?", (self.job_id,))
+                self.ready = True
+                return True
+            self.flush()
+            for _ in self.selector.select(DEPENDENCY_POLL_INTERVAL):
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 512):
+                        pass
+
+    def dependencies(self) -> tuple[list[str], str | None]:
+        """(the jobs still waited for, the reason this job cannot run or None)."""
+        blocking = []
+        for dep, condition in self.after:
+            row = self.conn.execute(
+                "SELECT supervisor_pid, supervisor_start, submitted_at FROM jobs WHERE id = ?",
+                (dep,),
+            ).fetchone()
+            if row is None:
+                return [], f"job {dep}, which this job waits for, no longer exists"
+            counts = dict(
+                self.conn.execute(
+                    "SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (dep,)
+                ).fetchall()
+            )
+            pid, start, submitted_at = row
+            ended = all(state in FINAL_TASK_STATES for state in counts)
+            gone = not ended and (
+                (pid is None and time.time() - submitted_at > SUPERVISOR_START_GRACE)
+                or (pid is not None and not is_alive(pid, start))
+            )
+            if not ended and not gone:
+                blocking.append(dep)
+                continue
+            if condition == "ended" or (ended and set(counts) <= {"completed"}):
+                continue
+            how = (
+                "its supervisor is gone"
+                if gone
+                else ("failed" if "failed" in counts else "was stopped")
+            )
+            return [], (
+                f"job {dep}, which this job waits for, {how}; this job needed it to "
+                f"succeed and will not run (restart {dep}, then this one)"
+            )
+        return blocking, None
+
+    def fail_queued(self, reason: str) -> None:
+        """End every queued task failed with ``reason``, without running it."""
+        self.say(reason)
+        while self.queue:
+            run = self.queue.popleft()
+            self.queue_write(
+                "UPDATE tasks SET state = 'failed', finished_at = ?, message = ? "
+                "WHERE job_id = ? AND idx = ?",
+                (time.time(), reason, self.job_id, run.idx),
+            )
+        self.queue_write("UPDATE jobs SET message = ? WHERE id = ?", (reason, self.job_id))
 
     def spawn(self, run: Run) -> None:
         command = run.commands[run.step]
@@ -576,6 +717,15 @@ class Supervisor:
             f"attempt {self.attempt}: {len(self.queue)} task(s) queued, "
             f"{len(self.slot_pool)} slot(s), supervisor pid {os.getpid()}"
         )
+        if not self.ready and not self.wait_until_ready():
+            self.queue_write(
+                "UPDATE jobs SET finished_at = ? WHERE id = ?", (time.time(), self.job_id)
+            )
+            while not self.flush():
+                time.sleep(max(0.01, self.state_retry_at - time.monotonic()))
+            self.say(f"attempt {self.attempt} finished")
+            self.notify_end()
+            return
         self.queue_write(
             "UPDATE jobs SET started_at = COALESCE(started_at, ?), message = '' WHERE id = ?",
             (time.time(), self.job_id),
@@ -638,6 +788,40 @@ class Supervisor:
         while not self.flush():  # the tasks are done; their states must be recorded
             time.sleep(max(0.01, self.state_retry_at - time.monotonic()))
         self.say(f"attempt {self.attempt} finished")
+        self.notify_end()
+
+    def notify_end(self) -> None:
+        """Fire the job's end notification (the targets file's [notify], kept at
+        submit), unless another observer already did: the journal says who sent it.
+        Never fails the job: a problem is a line in its log."""
+        try:
+            row = self.conn.execute(
+                "SELECT notify, name, message FROM jobs WHERE id = ?", (self.job_id,)
+            ).fetchone()
+            if row is None or not row[0]:
+                return
+            spec = json.loads(row[0])
+            counts = dict(
+                self.conn.execute(
+                    "SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state",
+                    (self.job_id,),
+                ).fetchall()
+            )
+            from farm_adapters.models import Job
+            from farm_adapters.notify import notify_job_end
+
+            job = Job.from_task_states(
+                counts, id=self.job_id, name=row[1], message=row[2], target=spec["target"]
+            )
+            sent, problems = notify_job_end(
+                spec["config"], job, spec["target"], wanted=spec.get("wanted")
+            )
+            if sent:
+                self.say(f"notified: job {job.state.value}")
+            for problem in problems:
+                self.say(problem)
+        except Exception as exc:  # a notification must never turn into a failed job
+            self.say(f"could not notify the job's end: {type(exc).__name__}: {exc}")
 
     def fail_everything(self, reason: str) -> None:
         """Last resort after an internal error: no task is left running or queued."""

@@ -378,6 +378,7 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         return bodies
 
     def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:
+        self.refuse_unsupported(request)  # after, hold
         if self.s.job_definition:
             definition = self._job_definition()
             payloads = []
@@ -391,6 +392,7 @@ class OmniverseFarmPlugin(HttpFarmPlugin):
         ]
 
     def submit_job(self, request: JobRequest) -> str:
+        self.refuse_unsupported(request)  # after, hold
         definition = self._job_definition()
         job_id = uuid.uuid4().hex[:12]
         bodies = self._bodies(request, job_id, definition)

@@ -462,6 +462,7 @@ class RunAIPlugin(HttpFarmPlugin):
         return bodies
 
     def native_payloads(self, request: JobRequest) -> list[dict[str, Any]]:
+        self.refuse_unsupported(request)  # after, hold
         return [
             {"method": "POST", "path": TRAININGS, "body": body}
             for body in self._bodies(request, "0000000000")
@@ -494,6 +495,7 @@ class RunAIPlugin(HttpFarmPlugin):
             return
 
     def submit_job(self, request: JobRequest) -> str:
+        self.refuse_unsupported(request)  # after, hold
         job_id = uuid.uuid4().hex[:10]
         bodies = self._bodies(request, job_id)
         announce_job_id(self, job_id)  # journalled before any workload exists

@@ -319,6 +319,8 @@ class SlurmPlugin(FarmPlugin):
         options, script, _, tasks = self._plan(request)
         if request.after:
             options.append(f"--dependency={','.join(self.native_dependencies(request.after))}")
+        if request.hold:
+            options.append("--hold")
         argv = ["sbatch", "--parsable", f"--array=0-{len(tasks) - 1}", *options]
         return [{"argv": argv, "script": script}]
 
@@ -354,6 +356,8 @@ class SlurmPlugin(FarmPlugin):
         if request.after:
             options.append(f"--dependency={','.join(self.native_dependencies(request.after))}")
             options.append("--kill-on-invalid-dep=yes")
+        if request.hold:
+            options.append("--hold")
         self.transport.makedirs(log_dir)
         indices = [t.index for t in tasks]
         array = self._sbatch(
@@ -366,7 +370,9 @@ class SlurmPlugin(FarmPlugin):
             "submitted_at": datetime.now(timezone.utc).isoformat(),
             "labels": [t.label for t in tasks],
             "log_dir": log_dir,
-            "options": [o for o in options if not o.startswith(("--dependency", "--kill-on"))],
+            "options": [
+                o for o in options if not o.startswith(("--dependency", "--kill-on", "--hold"))
+            ],
             "script": script,
             "attempts": [{"array": array, "indices": indices, "stopped": False}],
         }
@@ -576,6 +582,44 @@ class SlurmPlugin(FarmPlugin):
             result = self._run("scancel", *arrays)
             if result.returncode != 0 and "already completed" not in result.stderr.lower():
                 raise self._error("scancel", result, f"stopping job {job_id}")
+
+    def _scontrol_pending(self, job_id: str, what: str, *args: str) -> None:
+        """Run ``scontrol ARGS... ARRAY`` for each array of the job's current attempt;
+        an array with nothing pending left (ended meanwhile) is not an error."""
+        record = self.jobs.load(job_id)
+        arrays = sorted({a["array"] for a in current_attempts(record).values()})
+        for array in arrays:
+            argv = [a.replace("{array}", array) for a in args]
+            result = self._run("scontrol", *argv)
+            text = (result.stderr + result.stdout).lower()
+            if result.returncode != 0 and not any(
+                ok in text for ok in ("no longer pending", "already completed", "invalid job id")
+            ):
+                raise self._error("scontrol", result, f"{what} job {job_id}")
+
+    def release_job(self, job_id: str) -> None:
+        """``scontrol release`` the job's array (submitted with ``sbatch --hold``)."""
+        self._scontrol_pending(job_id, "releasing", "release", "{array}")
+
+    def set_priority(self, job_id: str, priority: int) -> None:
+        """``scontrol update JobId=ARRAY Nice=N``: the nice value :data:`NICE_TABLE
+        <.mapping.NICE_TABLE>` maps the priority to, as at submit."""
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+            raise InvalidRequestError(
+                f"priority: {priority!r} is not a whole number from 0 (lowest) to 100 (highest)",
+                field="priority",
+            )
+        nice = mapping.nice_for(priority)
+        if nice < 0 and not self.s.allow_negative_nice:
+            raise InvalidRequestError(
+                f"priority: {priority} asks Slurm for a higher priority (Nice={nice}), which "
+                f"only Slurm operators may do; use 60 or less, or set allow_negative_nice = "
+                f"true in the target if you are an operator",
+                field="priority",
+            )
+        self._scontrol_pending(
+            job_id, "changing the priority of", "update", "JobId={array}", f"Nice={nice}"
+        )
 
     def restart_job(self, job_id: str) -> None:
         with self.jobs.locked(job_id) as record:
