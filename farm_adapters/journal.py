@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -19,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from ._paths import data_dir
+from ._private import connect_readonly, private_dir, private_file, tighten
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -126,19 +125,10 @@ class Journal:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                _private_dir(self.path.parent)
-                # Never opened when it exists: closing a descriptor of a file drops
-                # this process's POSIX locks on it, a reading connection's included.
-                with contextlib.suppress(FileExistsError):
-                    os.close(
-                        os.open(
-                            self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-                        )
-                    )
-                if os.stat(self.path).st_mode & 0o077:  # made by an older version
-                    os.chmod(self.path, 0o600)
+                private_dir(self.path.parent)
+                private_file(self.path)
                 if self._default:  # the data folder: ours alone, whoever made it
-                    _tighten(self.path.parent)
+                    tighten(self.path.parent)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 _migrate(conn)
@@ -166,7 +156,7 @@ class Journal:
                 yield None
                 return
             try:
-                conn = _connect_readonly(self.path)
+                conn = connect_readonly(self.path, probe="SELECT 1 FROM jobs LIMIT 1")
             except sqlite3.Error as exc:
                 if "no such table" in str(exc):
                     yield None  # created, never written
@@ -410,43 +400,3 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for name, kind in _ADDED:
         if name not in columns:
             conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-
-
-def _private_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents readable by the owner only (0700)."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(folder, 0o700)
-
-
-def _tighten(folder: Path) -> None:
-    """Make an existing folder of ours owner-only (older versions made it 0755)."""
-    with contextlib.suppress(OSError):
-        st = os.stat(folder)
-        if st.st_uid == os.getuid() and st.st_mode & 0o077:
-            os.chmod(folder, 0o700)
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """A connection that never writes. When not even the shared-memory index can be
-    made (a full disk, and no other process has the journal open, so all of it is in
-    the main file), the file is read as immutable."""
-    uri = f"file:{quote(str(path))}?mode=ro"
-    conn: sqlite3.Connection | None = None
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=30)
-        conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
-        return conn
-    except sqlite3.OperationalError as exc:
-        if conn is not None:
-            conn.close()
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        if not name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL")):
-            raise
-    conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
-    conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
-    return conn
