@@ -15,13 +15,15 @@ from collections.abc import Iterable
 from .errors import InvalidRequestError
 from .models import Command
 
-__all__ = ["DEFAULT_PATH", "check_env_names", "task_script"]
+__all__ = ["DEFAULT_PATH", "check_env_names", "command_line", "task_script"]
 
 #: PATH for nodes that start tasks with an empty environment (Farm agents on Linux).
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def _line(command: Command) -> str:
+def command_line(command: Command) -> str:
+    """One sh line running ``command`` exactly: a subshell that changes to its ``cwd``,
+    exports its ``env`` and execs its quoted argv."""
     steps = []
     if command.cwd:
         steps.append(f"cd {shlex.quote(command.cwd)}")
@@ -47,7 +49,7 @@ def task_script(commands: Iterable[Command], *, log_file: str | None = None) -> 
     """A script running ``commands`` in order, stopping at the first failure. With
     ``log_file``, the output is also appended to that file (on shared storage, so it
     can be read when the farm's own log service cannot), keeping the exit code."""
-    body = "\n".join(_line(c) for c in commands)
+    body = "\n".join(command_line(c) for c in commands)
     head = f': "${{PATH:={DEFAULT_PATH}}}"; export PATH\n'
     if log_file is None:
         return f"{head}set -e\n{body}\n"

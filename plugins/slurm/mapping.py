@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from farm_adapters import Command, InvalidRequestError, JobRequest, JobState
+from farm_adapters.shell import command_line
 
 #: Every Slurm job state (``squeue %T``, jobcomp ``JobState``, scontrol ``JobState``)
 #: mapped to one JobState. Anything else is UNKNOWN, never guessed.
@@ -148,13 +149,8 @@ def requirement_options(
 
 
 def _line(command: Command) -> str:
-    steps = []
-    if command.cwd:
-        steps.append(f"cd {shlex.quote(command.cwd)}")
-    for key, value in command.env.items():
-        steps.append(f"{key}={shlex.quote(value)}; export {key}")
-    steps.append("exec " + shlex.join(command.resolved_argv()))
-    return "(" + " && ".join(steps) + ') || return "$?"'
+    """The command's sh line; a failure returns its code from the task's function."""
+    return command_line(command) + ' || return "$?"'
 
 
 def array_script(
