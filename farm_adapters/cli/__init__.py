@@ -154,5 +154,5 @@ _Group = _c.Group
 _check_target = _info.check_target
 _read_job_file = _run._read_job_file
 _parse_env = _run._parse_env
-_transfer_progress = _run._transfer_progress
+_transfer_progress = _c.transfer_progress
 _wait_with_progress = _run.wait_with_progress

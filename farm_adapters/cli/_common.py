@@ -8,7 +8,7 @@ inside the functions that need them, so ``--help`` and completion stay fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -358,3 +358,42 @@ def complete_target(ctx: click.Context, param: click.Parameter, incomplete: str)
     except Exception:
         return []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+@contextmanager
+def transfer_progress(
+    enabled: bool, verb: str = "copying"
+) -> Iterator[Callable[[Any], None] | None]:
+    """A rich progress bar (bytes, speed, files) while files are copied through a
+    storage (render files at submit, outputs at download); None when not ``enabled``."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn(f"[bold]{verb}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[files]}"),
+        console=console(stderr=True),
+        transient=True,
+    ) as progress:
+        bar = progress.add_task(verb, total=None, files="")
+
+        def show(p: Any) -> None:
+            progress.update(
+                bar,
+                completed=p.bytes_done,
+                total=p.bytes_total,
+                files=f"{p.files_done}/{p.files_total} files",
+            )
+
+        yield show

@@ -5,8 +5,7 @@ outputs (listing, download, thumbnails), delete and clean; and submit's options
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -17,6 +16,7 @@ from ._common import (
     Context,
     handle_errors,
     pass_ctx,
+    transfer_progress,
 )
 from ._common import console as _console
 from ._common import dump as _dump
@@ -126,34 +126,6 @@ def wait_command(
         sys.exit(EXIT_OK if job.state is JobState.COMPLETED else EXIT_FAILED)
 
 
-@contextmanager
-def _download_progress(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("[bold]downloading"),
-        BarColumn(),
-        DownloadColumn(),
-        TextColumn("{task.fields[files]}"),
-        console=_console(stderr=True),
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("downloading", total=None, files="")
-
-        def show(p: Any) -> None:
-            progress.update(
-                bar,
-                completed=p.bytes_done,
-                total=p.bytes_total,
-                files=f"{p.files_done}/{p.files_total} files",
-            )
-
-        yield show
-
-
 @click.command()
 @click.argument("job_id")
 @_TARGET
@@ -194,7 +166,7 @@ def outputs(
             "files": [f.model_dump(mode="json") for f in files],
         }
         if download_dir is not None:
-            with _download_progress(enabled=not as_json) as progress:
+            with transfer_progress(not as_json, "downloading") as progress:
                 report = download_outputs(
                     files, download_dir, storage=backend.storage, progress=progress
                 )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -26,6 +25,7 @@ from ._common import (
     pass_ctx,
     state_text,
     still_running,
+    transfer_progress,
 )
 
 
@@ -210,7 +210,7 @@ def submit(
         backend = obj.backend(target)
         if backend.name == "local" and not dry_run:
             _check_programs_exist(request)
-        with _transfer_progress(enabled=not as_json and bool(request.files)) as progress_cb:
+        with transfer_progress(enabled=not as_json and bool(request.files)) as progress_cb:
             result = submit_request(backend, request, dry_run=dry_run, progress=progress_cb)
         if backend.last_transfer is not None and not as_json:
             console(stderr=True).print(f"files: {esc(backend.last_transfer.summary)}")
@@ -254,42 +254,6 @@ def submit(
             )
         if job.state.value != "completed":
             sys.exit(EXIT_FAILED)
-
-
-@contextmanager
-def _transfer_progress(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
-    """Two rich progress bars (bytes, files) while render files are copied."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]copying"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TextColumn("{task.fields[files]}"),
-        console=console(stderr=True),
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("copying", total=None, files="")
-
-        def show(p: Any) -> None:
-            progress.update(
-                bar,
-                completed=p.bytes_done,
-                total=p.bytes_total,
-                files=f"{p.files_done}/{p.files_total} files",
-            )
-
-        yield show
 
 
 def wait_with_progress(obj: Context, backend: Any, job: Any) -> Any:
