@@ -118,7 +118,9 @@ def test_a_submit_refused_part_way_is_journalled_and_its_tasks_cancelled(
 ) -> None:
     journal = Journal(tmp_path / "journal.sqlite3")
     backend.get_jobs()
-    # Tasks 0 and 1 are taken, task 2 is refused (a permanent 400).
+    # The first two submits are taken, the third to reach the farm is refused (a
+    # permanent 400). Task 0 goes alone; 1-3 go together, so which one the farm
+    # refuses depends on their arrival order.
     faults(
         path=SUBMIT,
         kind="answer",
@@ -139,9 +141,10 @@ def test_a_submit_refused_part_way_is_journalled_and_its_tasks_cancelled(
     job_id = entries[0].job_id
     assert job_id in str(info.value) and "--target studio-farm" in str(info.value)
     tasks = tasks_of(ovfarm_emulator, job_id)
-    # Submits run a few at a time: task 3 may have been in flight when 2 was refused.
+    # The refused task is not on the farm, none is there twice, and the rest were
+    # cancelled.
     indexes = sorted(t["metadata"]["farm_adapters"]["task"] for t in tasks)
-    assert indexes[:2] == [0, 1] and 2 not in indexes, indexes
+    assert indexes[0] == 0 and len(set(indexes)) == len(indexes) <= 3, indexes
     assert {t["status"] for t in tasks} <= CANCELLED, [t["status"] for t in tasks]
     assert wait(backend, job_id, timeout=60, poll_interval=0.1).state is JobState.STOPPED
 
