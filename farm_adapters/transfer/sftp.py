@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tarfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -855,47 +855,35 @@ class _FileUpload:
         return max(0, min(PIECE, self.item.size - piece * PIECE))
 
     def send_piece(self, piece: int, tracker: ProgressTracker) -> None:
-        import paramiko
-
-        offset = piece * PIECE
-        length = self._length(piece)
-        for attempt in range(RECONNECTS + 1):
-            sent = 0
-            try:
-                with (
-                    self.owner._conn() as conn,
-                    conn.sftp.open(self.part, "r+b", bufsize=0) as remote,
-                    open(self.item.local, "rb") as local,
-                ):
-                    remote.set_pipelined(True)
-                    remote.MAX_REQUEST_SIZE = WRITE_REQUEST
-                    remote.seek(offset)
-                    local.seek(offset)
-                    left = length
-                    while left:
-                        block = local.read(min(1 << 20, left))
-                        if not block:
-                            raise TransferError(f"{self.item.local} shrank during the upload")
-                        remote.write(block)
-                        left -= len(block)
-                        sent += len(block)
-                        tracker.add(len(block), 0, str(self.item.local))
-                break  # closing the handle waited for every write's acknowledgement
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                tracker.add(-sent)  # this attempt's bytes are sent again
-                if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
-                    raise self.owner._errors(f"writing {self.part}", exc) from exc
-                if attempt == RECONNECTS:
-                    raise TransferError(
-                        f"storage {self.owner.where}: the connection dropped while sending "
-                        f"{self.item.local} ({exc}); run the upload again to resume it"
-                    ) from exc
+        self._send(tracker, piece * PIECE, self._length(piece), "r+b")
         self.mark_done(piece)
 
     def send_whole(self, tracker: ProgressTracker, verify: bool) -> None:
         """A file of one piece: written to its part file, then finished, in one go over
         one connection (4 round trips: open, close, utime, rename; the writes are
         pipelined). Nothing to resume, so no state file."""
+        # Finished once the handle is closed: every write acknowledged, the size is the file's.
+        self._send(
+            tracker,
+            0,
+            self.item.size,
+            "wb",
+            then=lambda conn: self.finish(conn, verify, sized=True),
+        )
+        tracker.add(0, 1, str(self.item.local))
+
+    def _send(
+        self,
+        tracker: ProgressTracker,
+        offset: int,
+        length: int,
+        mode: str,
+        then: Callable[[_Conn], None] | None = None,
+    ) -> None:
+        """Write ``length`` bytes of the file from ``offset`` into its part file over one
+        pooled connection, pipelined; ``then`` runs on that connection once the handle
+        is closed. A dropped connection is retried on a new one (``RECONNECTS`` times),
+        its bytes counted again."""
         import paramiko
 
         for attempt in range(RECONNECTS + 1):
@@ -903,12 +891,14 @@ class _FileUpload:
             try:
                 with self.owner._conn() as conn:
                     with (
-                        conn.sftp.open(self.part, "wb", bufsize=0) as remote,
+                        conn.sftp.open(self.part, mode, bufsize=0) as remote,
                         open(self.item.local, "rb") as local,
                     ):
                         remote.set_pipelined(True)
                         remote.MAX_REQUEST_SIZE = WRITE_REQUEST
-                        left = self.item.size
+                        remote.seek(offset)
+                        local.seek(offset)
+                        left = length
                         while left:
                             block = local.read(min(1 << 20, left))
                             if not block:
@@ -917,9 +907,10 @@ class _FileUpload:
                             left -= len(block)
                             sent += len(block)
                             tracker.add(len(block), 0, str(self.item.local))
-                    # Closed: every write acknowledged, the size is the file's.
-                    self.finish(conn, verify, sized=True)
-                break
+                    # Closing the handle waited for every write's acknowledgement.
+                    if then is not None:
+                        then(conn)
+                return
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 tracker.add(-sent)  # this attempt's bytes are sent again
                 if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
@@ -929,7 +920,6 @@ class _FileUpload:
                         f"storage {self.owner.where}: the connection dropped while sending "
                         f"{self.item.local} ({exc}); run the upload again to resume it"
                     ) from exc
-        tracker.add(0, 1, str(self.item.local))
 
     def missing_now(self) -> list[int]:
         with self._lock:
