@@ -157,3 +157,23 @@ def test_an_unknown_job_is_not_found_and_leaves_no_file(backend: Any) -> None:
     with pytest.raises(JobNotFoundError):
         backend.get_job("0123456789ab")
     assert not list(backend.log_dir.glob("0123456789ab*"))
+
+
+def test_a_book_saved_by_another_instance_replaces_the_one_in_memory(tmp_path: Any) -> None:
+    # A restart from a second instance (another thread's backend, the CLI beside a DCC)
+    # watches its tasks again; this instance must not keep answering from the settled
+    # states it had in memory, or a restarted job reads as its old final state.
+    from farm_adapters.plugins.ovfarm.book import JobBook, TaskBook
+
+    mine, theirs = TaskBook(tmp_path), TaskBook(tmp_path)
+    settled = {"task_id": "t1", "status": "cancelled"}
+    mine.save("job", JobBook(total=1, final={"t1": settled}, complete=True))
+    assert mine.get("job").final == {"t1": settled}
+
+    restarted = theirs.get("job")
+    restarted.final.pop("t1")
+    restarted.watch.add("t1")
+    theirs.save("job", restarted)
+
+    seen = mine.get("job")
+    assert seen.final == {} and seen.watch == {"t1"}

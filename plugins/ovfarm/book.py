@@ -110,27 +110,40 @@ class TaskBook:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._books: dict[str, JobBook] = {}
+        # job id -> (the file's identity when read or written, the book)
+        self._books: dict[str, tuple[tuple[int, int] | None, JobBook]] = {}
         self._lock = threading.Lock()
 
     def _path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.tasks.json"
 
+    def _identity(self, job_id: str) -> tuple[int, int] | None:
+        """The book file's inode and mtime (a save replaces the file), or None."""
+        try:
+            st = os.stat(self._path(job_id))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
     def get(self, job_id: str) -> JobBook:
+        """The job's book: from memory, unless another instance or process saved the
+        file since (a restart there watches its tasks again), then from the file."""
+        identity = self._identity(job_id)
         with self._lock:
-            book = self._books.get(job_id)
-        if book is None:
+            cached = self._books.get(job_id)
+        if cached is not None and (identity is None or cached[0] == identity):
+            return cached[1].copy()
+        book = JobBook()
+        if identity is not None:
             try:
                 book = JobBook.from_json(json.loads(self._path(job_id).read_text()))
             except (OSError, ValueError):
                 book = JobBook()
-            with self._lock:
-                book = self._books.setdefault(job_id, book)
+        with self._lock:
+            self._books[job_id] = (identity, book)
         return book.copy()
 
     def save(self, job_id: str, book: JobBook) -> None:
-        with self._lock:
-            self._books[job_id] = book.copy()
         path = self._path(job_id)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with contextlib.suppress(OSError):  # only an optimisation: memory still has it
@@ -139,5 +152,7 @@ class TaskBook:
             with open(fd, "w") as f:
                 f.write(json.dumps(book.to_json()))
             os.replace(tmp, path)
+        with self._lock:
+            self._books[job_id] = (self._identity(job_id), book.copy())
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
