@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sys
 import time
@@ -10,7 +9,9 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigurationError, FarmAdapterError
+from ..listing import farm_rows as _farm_rows
+from ..listing import journal_rows as _journal_rows
+from ..listing import task_rows as _task_rows
 from ._common import (
     EXIT_FAILED,
     JOB_TARGET_HELP,
@@ -21,7 +22,6 @@ from ._common import (
     complete_job_id,
     complete_target,
     console,
-    describe_bug,
     dump,
     esc,
     fmt_full_time,
@@ -33,17 +33,6 @@ from ._common import (
     still_running,
     warn,
 )
-
-#: How long `jobs` waits for all farms together; a farm that has not answered by then
-#: is marked unreachable (its rows keep their last known state).
-PROBE_DEADLINE = 1.0
-#: A backend without a url reads this machine's own store: it is waited for.
-LOCAL_DEADLINE = 60.0
-#: Marks of rows whose state could not be read now.
-UNREACHABLE = "unreachable"
-UNKNOWN_TO_FARM = "unknown to the farm"
-NOT_CONFIGURED = "target not configured"
-PLUGIN_ERROR = "plug-in error"
 
 
 def parse_since(text: str) -> float:
@@ -60,79 +49,6 @@ def parse_since(text: str) -> float:
         raise click.BadParameter(
             f"{text!r}: write a duration like 2d, 12h, 30m, or a date like 2026-11-22"
         ) from None
-
-
-def _probe_class() -> Any:
-    """The probe thread class (threading is imported only by `jobs`)."""
-    import threading
-
-    class _Probe(threading.Thread):
-        """Reads one target's jobs in the background; daemon, so a farm that never answers
-        cannot hold the command past its deadline."""
-
-        def __init__(self, obj: Context, target: str, ids: set[str]) -> None:
-            super().__init__(daemon=True, name=f"probe-{target}")
-            self.obj, self.target, self.ids = obj, target, ids
-            self.found: dict[str, Any] = {}
-            self.problem: str | None = None
-            self.mark = UNREACHABLE
-
-        def prepare(self) -> None:
-            """Build the backend (imports, settings; no network) before the clock starts,
-            so only the farm's answer counts against the deadline."""
-            self.backend: Any = None
-            try:
-                self.backend = self.obj.backend(self.target, timeout=1.0, retries=0)
-            except ConfigurationError as exc:
-                self.mark, self.problem = NOT_CONFIGURED, str(exc)
-            except FarmAdapterError as exc:
-                self.problem = str(exc)
-            except Exception as exc:  # a plug-in's bug must not hide the other targets
-                self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
-
-        @property
-        def remote(self) -> bool:
-            """Whether the backend talks to a farm over the network (its settings have a
-            url): only those are given up on; this machine's own store is always read."""
-            return hasattr(getattr(self.backend, "settings", None), "url")
-
-        def run(self) -> None:
-            if self.backend is None:
-                return
-            try:
-                for job in self.backend.get_jobs():
-                    if job.id in self.ids:
-                        self.found[job.id] = job
-            except ConfigurationError as exc:
-                self.mark, self.problem = NOT_CONFIGURED, str(exc)
-            except FarmAdapterError as exc:
-                self.problem = str(exc)
-            except Exception as exc:  # a plug-in's bug must not hide the other targets
-                self.mark, self.problem = PLUGIN_ERROR, describe_bug(exc, self.obj._manager)
-
-    return _Probe
-
-
-def _row_from_entry(entry: Any, mark: str) -> dict[str, Any]:
-    from datetime import datetime, timezone
-
-    row = {
-        "id": entry.job_id,
-        "name": entry.name,
-        "target": entry.target,
-        "state": entry.state or "unknown",
-        "finished_tasks": entry.finished_tasks,
-        "total_tasks": entry.total_tasks,
-        "submitted_at": entry.submitted_at,
-        "mark": mark,
-    }
-    row["json"] = {
-        **{k: v for k, v in row.items() if k != "submitted_at"},
-        "backend": entry.backend,
-        "submitted_at": datetime.fromtimestamp(entry.submitted_at, timezone.utc).isoformat(),
-        "last_known": True,
-    }
-    return row
 
 
 @cli.command(
@@ -202,117 +118,6 @@ def jobs(
             _print_table(rows)
         for problem in problems:
             warn(problem)
-
-
-def _farm_rows(
-    obj: Context,
-    farm: str,
-    states: tuple[str, ...],
-    name_glob: str | None,
-    since_ts: float | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    from fnmatch import fnmatchcase
-
-    from ..models import JobState
-
-    wanted = [JobState(s) for s in states] or None
-    found = obj.backend(farm).get_jobs(wanted)
-    rows = []
-    for job in found:
-        if name_glob and not fnmatchcase(job.name, name_glob):
-            continue
-        if since_ts and job.submitted_at and job.submitted_at.timestamp() < since_ts:
-            continue
-        rows.append(_job_row(job, farm))
-        if len(rows) >= limit:
-            break
-    return rows
-
-
-def _job_row(job: Any, target: str) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "name": job.name,
-        "target": job.target or target,
-        "state": job.state.value,
-        "finished_tasks": job.finished_tasks,
-        "total_tasks": job.total_tasks,
-        "submitted_at": job.submitted_at.timestamp() if job.submitted_at else None,
-        "mark": "",
-        "json": {**job_json(job), "mark": "", "last_known": False},
-    }
-
-
-def _journal_rows(
-    obj: Context,
-    states: tuple[str, ...],
-    name_glob: str | None,
-    user: str | None,
-    since_ts: float | None,
-    limit: int,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    from ..journal import Journal
-
-    journal = Journal()
-    entries = journal.query(
-        name_glob=name_glob,
-        user=user,
-        since=since_ts,
-        states=states,
-        limit=None if states else limit,
-    )
-    if states:  # rows whose state may have changed: read enough to fill the limit
-        entries = entries[: max(limit * 4, limit + 200)]
-    by_target: dict[str, set[str]] = {}
-    for entry in entries:
-        by_target.setdefault(entry.target, set()).add(entry.job_id)
-    if by_target:  # built once here, not raced by the probe threads
-        obj.manager  # noqa: B018
-        with contextlib.suppress(FarmAdapterError):
-            obj.targets  # noqa: B018 - a bad file marks every row, in the probes
-    probe_class = _probe_class()
-    probes = [probe_class(obj, name, ids) for name, ids in by_target.items()]
-    for probe in probes:
-        probe.prepare()
-    for probe in probes:
-        probe.start()
-    deadline = time.monotonic() + PROBE_DEADLINE
-    for probe in sorted(probes, key=lambda p: not p.remote):
-        probe.join(max(0.0, deadline - time.monotonic()) if probe.remote else LOCAL_DEADLINE)
-    results = {p.target: p for p in probes}
-    rows: list[dict[str, Any]] = []
-    problems: list[str] = []
-    seen: list[tuple[str, str, str, int, int]] = []
-    for probe in probes:
-        if probe.is_alive():
-            problems.append(
-                f"target {probe.target}: no answer within {PROBE_DEADLINE:g} s; its jobs "
-                f"show their last known state"
-            )
-        elif probe.problem is not None:
-            problems.append(f"target {probe.target}: {probe.problem}")
-    for entry in entries:
-        probe = results[entry.target]
-        if probe.is_alive() or probe.problem is not None:
-            row = _row_from_entry(entry, probe.mark)
-        elif entry.job_id in probe.found:
-            job = probe.found[entry.job_id]
-            row = _job_row(job, entry.target)
-            row["name"] = row["json"]["name"] = job.name or entry.name
-            row["submitted_at"] = row["submitted_at"] or entry.submitted_at
-            seen.append(
-                (entry.target, entry.job_id, job.state.value, job.finished_tasks, job.total_tasks)
-            )
-        else:
-            row = _row_from_entry(entry, UNKNOWN_TO_FARM)
-        if states and row["state"] not in states:
-            continue
-        rows.append(row)
-        if len(rows) >= limit:
-            break
-    journal.update_states(seen)
-    return rows, problems
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -436,18 +241,6 @@ def _task_summary(job: Any) -> str:
         if s != "completed"
     ]
     return ", ".join(parts)
-
-
-def _task_rows(backend: Any, job_id: str) -> list[dict[str, Any]]:
-    get = getattr(backend, "get_task_details", None)
-    if get is None:
-        from ..errors import UnsupportedOperationError
-
-        raise UnsupportedOperationError(
-            f"backend {backend.name!r} (target {backend.target}) cannot list a job's tasks "
-            f"one by one; `farm-adapters status {job_id}` shows the counts"
-        )
-    return list(get(job_id))
 
 
 def _print_tasks(tasks: list[dict[str, Any]]) -> None:
