@@ -13,6 +13,7 @@ One module per command group, each registering on :data:`cli` (``@cli.command()`
 - :mod:`.info`: ``backends``, ``targets``, ``check``, ``completion``
 - :mod:`.run`: ``submit``
 - :mod:`.jobs`: ``jobs``, ``status``, ``logs``, ``stop``, ``restart``
+- :mod:`.monitor`: ``monitor`` (the web monitor)
 - :mod:`.emulate`: ``emulate ovfarm|runai``
 - DCC commands (``blender``, ``katana``) come from :mod:`farm_adapters.dcc._cli`;
   plug-ins add theirs through the ``farm_adapters_register_commands`` hook.
@@ -31,6 +32,7 @@ from . import emulate as _emulate
 from . import info as _info
 from . import jobs as _jobs
 from . import lifecycle as _lifecycle
+from . import monitor as _monitor
 from . import run as _run
 from ._common import (
     EXIT_BUG,
@@ -65,7 +67,7 @@ __all__ = [
     "pass_ctx",
 ]
 
-_COMMAND_MODULES = (_info, _run, _jobs, _lifecycle, _emulate)
+_COMMAND_MODULES = (_info, _run, _jobs, _lifecycle, _monitor, _emulate)
 
 cli.add_command(blender)
 cli.add_command(katana)
@@ -88,6 +90,7 @@ _ORDER = [
     "outputs",
     "delete",
     "clean",
+    "monitor",
     "emulate",
     "blender",
     "katana",
