@@ -245,8 +245,8 @@ def summary(detail: JobDetail, row: dict[str, Any] | None) -> str:
     when = " · ".join(f"{label} {esc(value)}" for label, value in times)
     return (
         f'<h1>{esc(name) or "<i>unnamed</i>"} <code class="id">{esc(detail.job_id)}</code></h1>'
-        f'<p class="meta">target <b>{esc(detail.target)}</b> · {state_badge(state, mark)} · '
-        f'<span id="job-state" data-state="{esc(state)}">{esc(state)}</span></p>'
+        f'<p class="meta">target <b>{esc(detail.target)}</b> · '
+        f'<span id="job-state" data-state="{esc(state)}">{state_badge(state, mark)}</span></p>'
         f'<div class="bigbar">{progress(done, total, state)}</div>'
         f'<p class="meta muted">{when}</p>'
         + (f'<p class="message">{esc(message)}</p>' if message else "")
