@@ -124,3 +124,15 @@ def test_wheel_ships_the_dcc_integrations_but_not_the_katana_standin(wheel: Path
     for module in ("blender/addon.py", "blender/render.py", "katana/bridge.py", "katana/names.py"):
         assert f"farm_adapters/dcc/{module}" in names, module
     assert not [n for n in names if "katana_standin" in n or "FarmAPI" in n]
+
+
+def test_wheel_ships_the_monitor_pages_and_assets(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = sorted(
+        str(p.relative_to(REPO))
+        for folder in ("templates", "static")
+        for p in (REPO / "farm_adapters" / "monitor" / folder).iterdir()
+    )
+    assert shipped  # the pages a wheel install serves
+    for name in shipped:
+        assert name in names, name
