@@ -15,11 +15,10 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
+from ..cli._common import FINAL_STATES, STATES
 from ._poller import JobDetail, Snapshot, TargetStatus
 
-#: JobState values in the model's order (the filter's choices).
-STATES = ("queued", "running", "stopping", "completed", "failed", "stopped", "unknown")
-FINAL = frozenset({"completed", "failed", "stopped"})
+FINAL = frozenset(FINAL_STATES)
 #: Which actions each capability allows, and in which states.
 ACTIONS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "stop": ("stop", lambda state: state not in FINAL),

@@ -3,7 +3,6 @@ the port it got before the first request."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -27,12 +26,10 @@ def missing_dependencies() -> str | None:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether ``host`` is this machine's loopback interface (as the webhooks check)."""
+    from ..notify import _loopback
+
+    return _loopback(host)
 
 
 def bind(host: str, port: int) -> socket.socket:
