@@ -452,3 +452,21 @@ def test_binding_another_address_warns(tmp_path: Path) -> None:
     err = _end(proc)
     assert url.startswith("http://0.0.0.0:")
     assert "warning: listening on 0.0.0.0" in err and "token" in err
+
+
+def test_without_the_monitor_extra_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from farm_adapters.cli import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "starlette" else real(name)
+    )
+    result = CliRunner().invoke(cli, ["monitor", "--port", "0"])
+    assert result.exit_code == 2
+    assert "pip install '.[monitor]'" in result.output and "starlette" in result.output
