@@ -363,6 +363,10 @@ def test_delete_refuses_a_running_job_unless_stop(tmp_path: Path) -> None:
 
 def test_clean_dry_run_lists_and_changes_nothing(tmp_path: Path, isolated_home: Path) -> None:
     jobs = [submitted_id(cli("submit", "--wait", "--json", "--", "true")) for _ in range(2)]
+    # `--wait` returns at the final state; the supervisor may still write its last
+    # records (peak memory, heartbeat) after it, which would change the snapshot.
+    for job in jobs:
+        wait_until(lambda job=job: supervisor_done(isolated_home, job), f"{job}'s supervisor")
 
     def snapshot() -> tuple[Any, ...]:
         with sqlite3.connect(local_db(isolated_home)) as conn:
