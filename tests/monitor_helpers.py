@@ -4,28 +4,15 @@ poller, the command line for submitting, and waiting for a state."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cli_helpers import cli
 
-EXE = [sys.executable, "-m", "farm_adapters"]
 TIMEOUT = 60.0
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def submit(*args: str, env: dict[str, str] | None = None) -> str:

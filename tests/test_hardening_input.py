@@ -8,28 +8,15 @@ expects one line on stderr naming the problem and the fix, exit 2, and nothing s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli
 
 from farm_adapters.errors import InvalidRequestError
 from farm_adapters.frames import MAX_FRAMES
 from farm_adapters.models import parse_request
-
-EXE = [sys.executable, "-m", "farm_adapters"]
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -6,16 +6,13 @@ the traceback only with --debug; a raising state-change hook is reported and iso
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli
 
 from plugin_helpers import write_plugin
 
-EXE = [sys.executable, "-m", "farm_adapters"]
 EXIT_BUG = 4
 
 BOOM = '''
@@ -72,16 +69,6 @@ backend = "boominit"
 [targets.avail]
 backend = "boomavail"
 """
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture

@@ -17,19 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import EXE, cli
 
-EXE = [sys.executable, "-m", "farm_adapters"]
 TIMEOUT = 60
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def submitted_id(result: subprocess.CompletedProcess[str]) -> str:

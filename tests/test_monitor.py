@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import EXE
 from monitor_helpers import (
-    EXE,
     TIMEOUT,
     Monitor,
     ovfarm_config,
