@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ._faults import Faults, InFlight, answer
+from ._faults import FaultGate, Faults, InFlight
 
 __all__ = ["RunAIEmulator", "create_app"]
 
@@ -823,56 +823,34 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             },
         )
 
-    @app.middleware("http")
-    async def middleware(request: Request, call_next: Any) -> Any:
-        import asyncio
-
-        path, method = request.url.path, request.method
-        if path.startswith("/_emulator"):
-            return await call_next(request)
+    def seen(request: Request) -> None:
         if not state.cluster["domain"]:
             state.cluster["domain"] = f"{request.url.scheme}://{request.url.netloc}"
         with state.lock:
-            key = f"{method} {path}"
+            key = f"{request.method} {request.url.path}"
             state.counters[key] = state.counters.get(key, 0) + 1
-        fault = state.faults.take(method, path, "before")
-        if (reply := answer(fault)) is not None:  # fault kind 'answer'
-            return reply
-        if fault is not None:
-            if fault["kind"] == "latency":
-                await asyncio.sleep(fault["seconds"])
-            elif fault["kind"] == "error":
-                headers = (
-                    {"Retry-After": str(fault["retry_after"])} if fault["status"] == 429 else {}
-                )
-                return JSONResponse(
-                    status_code=fault["status"],
-                    headers=headers,
-                    content={"code": fault["status"], "message": "injected fault"},
-                )
-        if (
-            not path.startswith(("/api/v1/token", "/api/v2/token"))
-            and path != "/cluster-api/status"
-        ):
-            try:
-                request.state.subject = state.check_token(request.headers.get("Authorization"))
-            except ApiError as exc:
-                return JSONResponse(
-                    status_code=exc.code, content={"code": exc.code, "message": exc.message}
-                )
-        response = await call_next(request)
-        fault = state.faults.take(method, path, "after")
-        if (reply := answer(fault)) is not None:  # fault kind 'answer'
-            return reply
-        if fault is not None:
-            if fault["kind"] == "error":
-                return JSONResponse(
-                    status_code=fault["status"],
-                    content={"code": fault["status"], "message": "injected fault"},
-                )
-            if fault["kind"] == "hang":
-                await asyncio.sleep(fault["seconds"])
-        return response
+
+    def error(fault: dict[str, Any], phase: str) -> JSONResponse:
+        retry = phase == "before" and fault["status"] == 429
+        return JSONResponse(
+            status_code=fault["status"],
+            headers={"Retry-After": str(fault["retry_after"])} if retry else {},
+            content={"code": fault["status"], "message": "injected fault"},
+        )
+
+    def admit(request: Request) -> JSONResponse | None:
+        path = request.url.path
+        if path.startswith(("/api/v1/token", "/api/v2/token")) or path == "/cluster-api/status":
+            return None
+        try:
+            request.state.subject = state.check_token(request.headers.get("Authorization"))
+        except ApiError as exc:
+            return JSONResponse(
+                status_code=exc.code, content={"code": exc.code, "message": exc.message}
+            )
+        return None
+
+    app.add_middleware(FaultGate, faults=state.faults, seen=seen, error=error, admit=admit)
 
     # Installed last, so outermost: a request waiting in an injected latency counts.
     gauge = InFlight()
