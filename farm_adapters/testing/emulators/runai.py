@@ -33,7 +33,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import os
 import shlex
@@ -43,6 +45,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,6 +186,39 @@ class WorkloadBatch(_Loose):
 # -- the control plane ------------------------------------------------------------------
 
 
+class _Later:
+    """Calls made at a time, in due order, on one thread (started on first use): the
+    phase steps of every workload wait here, instead of in a sleeping thread per
+    workload (a thread started per create cost the event loop more than the create)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Any, tuple[Any, ...]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def call(self, delay: float, function: Any, *args: Any) -> None:
+        with self._wake:
+            when = time.monotonic() + delay
+            heapq.heappush(self._due, (when, next(self._order), function, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="runai-phases")
+                self._thread.daemon = True
+                self._thread.start()
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, function, args = heapq.heappop(self._due)
+            try:
+                function(*args)
+            except Exception:  # one workload's step failing must not stop the others
+                traceback.print_exc()
+
+
 class RunAIEmulator:
     """State of the control plane and its one-node cluster. Thread-safe."""
 
@@ -246,6 +282,7 @@ class RunAIEmulator:
         self.counters: dict[str, int] = {}
         self.slots = threading.Semaphore(slots)
         self._stop = threading.Event()
+        self._later = _Later()
 
     # tokens
 
@@ -385,7 +422,7 @@ class RunAIEmulator:
             self.by_name[(project["name"], name)] = workload_id
             self._history(workload, "PhaseUpdate", {"phaseUpdate": _phase_update(workload)})
             self._event(workload, "Normal", "Created", f"workload {name} created")
-        threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
+        self._start(workload_id)
         return workload
 
     def _event(self, workload: dict[str, Any], kind: str, reason: str, message: str) -> None:
@@ -459,7 +496,7 @@ class RunAIEmulator:
                 return  # accepted, nothing to do (resume of a running or ended workload)
             workload["desiredPhase"] = "Running"
             self._phase(workload, "Resuming")
-        threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
+        self._start(workload_id)
 
     def delete(self, workload_id: str, kind: str | None = None) -> None:
         with self.lock:
@@ -530,20 +567,30 @@ class RunAIEmulator:
             text = text.replace(mount_path, local)
         return text
 
+    def _start(self, workload_id: str) -> None:
+        """Bring a created (or resumed) workload up: a phase each ``phase_delay``
+        (Pending, Initializing; a resumed one Initializing only), then its container."""
+        with self.lock:
+            created = self.workloads[workload_id]["phase"] == "Creating"
+        steps = ("Pending", "Initializing") if created else ("Initializing",)
+        self._later.call(self.phase_delay, self._step, workload_id, steps)
+
+    def _step(self, workload_id: str, steps: tuple[str, ...]) -> None:
+        with self.lock:
+            workload = self.workloads[workload_id]
+            if workload["desiredPhase"] != "Running":
+                self._settle_suspended(workload)
+                return
+            self._phase(workload, steps[0])
+        if steps[1:]:
+            self._later.call(self.phase_delay, self._step, workload_id, steps[1:])
+        else:
+            threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
+
     def _run(self, workload_id: str) -> None:
         with self.lock:
             workload = self.workloads[workload_id]
             spec = dict(workload["spec"])
-        steps = (
-            ("Pending", "Initializing") if workload["phase"] == "Creating" else ("Initializing",)
-        )
-        for phase in steps:
-            time.sleep(self.phase_delay)
-            with self.lock:
-                if workload["desiredPhase"] != "Running":
-                    self._settle_suspended(workload)
-                    return
-                self._phase(workload, phase)
         self.slots.acquire()
         scratch = Path(tempfile.mkdtemp(prefix="runai-pod-"))
         try:
