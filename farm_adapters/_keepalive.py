@@ -51,8 +51,9 @@ def usable(base_url: str, transport: Any) -> bool:
 
 class KeepAlivePool:
     """Keep-alive connections to one ``http://`` server, shared by threads: each
-    request takes an idle connection (or opens one) and gives it back after the
-    answer."""
+    request takes an idle connection (or opens one), is written in one ``sendall``
+    (head and body: the server reads it in one go), and gives the connection back after
+    the answer, which :class:`http.client.HTTPResponse` reads."""
 
     def __init__(
         self,
@@ -68,8 +69,14 @@ class KeepAlivePool:
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.headers = {**headers, "Content-Type": "application/json"}
-        self._idle: list[http.client.HTTPConnection] = []
+        host = self.host if parts.port is None else f"{self.host}:{self.port}"
+        self.headers = {
+            "Host": host,
+            **headers,
+            "Accept-Encoding": "identity",
+            "Content-Type": "application/json",
+        }
+        self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
 
     def accepts(self, path: str) -> bool:
@@ -80,71 +87,79 @@ class KeepAlivePool:
         self, method: str, path: str, body: Any, headers: Mapping[str, str] | None
     ) -> httpx.Response:
         """One request with ``body`` as JSON; the whole answer, as an httpx Response."""
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        all_headers = {**self.headers, **headers} if headers else self.headers
-        connection = self._take()
+        content = json.dumps(
+            body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+        merged = self.headers
+        if headers:  # the request's own win, names compared as HTTP does (any case)
+            own = {name.lower() for name in headers}
+            merged = {k: v for k, v in merged.items() if k.lower() not in own}
+            merged.update(headers)
+        lines = [f"{method} {self.prefix}{path} HTTP/1.1"]
+        for name, value in merged.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"header {name!r}: a line break has no place in a header")
+            lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(content)}\r\n\r\n")
+        request = "\r\n".join(lines).encode("latin-1") + content
+        sock = self._take()
+        answer = None
         try:
-            connection.request(
-                method, self.prefix + path, body=content.encode(), headers=all_headers
-            )
-            answer = connection.getresponse()
+            sock.sendall(request)
+            answer = http.client.HTTPResponse(sock, method=method)
+            answer.begin()
             data = answer.read()
-        except TimeoutError as exc:
-            connection.close()
-            raise httpx.ReadTimeout(f"no answer within {self.timeout:g} s") from exc
         except (OSError, http.client.HTTPException) as exc:
-            connection.close()
+            if answer is not None:
+                answer.close()
+            sock.close()
+            if isinstance(exc, TimeoutError):
+                raise httpx.ReadTimeout(f"no answer within {self.timeout:g} s") from exc
             raise httpx.RemoteProtocolError(
                 f"the connection failed during the request ({type(exc).__name__}: {exc})"
             ) from exc
         if answer.will_close:
-            connection.close()
+            sock.close()
         else:
-            self._give(connection)
+            self._give(sock)
         return httpx.Response(answer.status, headers=answer.getheaders(), content=data)
 
-    def _take(self) -> http.client.HTTPConnection:
+    def _take(self) -> socket.socket:
         while True:
             with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            if connection is None:
+                sock = self._idle.pop() if self._idle else None
+            if sock is None:
                 break
-            if _alive(connection):
-                return connection
-            connection.close()  # closed by the server while idle (its keep-alive timeout)
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            if _alive(sock):
+                return sock
+            sock.close()  # closed by the server while idle (its keep-alive timeout)
         try:
-            connection.sock = socket.create_connection(
-                (self.host, self.port), timeout=self.connect_timeout
-            )
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"no connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc)) from exc
-        connection.sock.settimeout(self.timeout)
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+        sock.settimeout(self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
-    def _give(self, connection: http.client.HTTPConnection) -> None:
+    def _give(self, sock: socket.socket) -> None:
         with self._lock:
             if len(self._idle) < KEPT:
-                self._idle.append(connection)
+                self._idle.append(sock)
                 return
-        connection.close()
+        sock.close()
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+        for sock in idle:
+            sock.close()
 
 
-def _alive(connection: http.client.HTTPConnection) -> bool:
+def _alive(sock: socket.socket) -> bool:
     """An idle connection is fit for a request unless its socket is readable: the
     server closed it (or sent something unasked, which spoils it as well)."""
-    sock = connection.sock
-    if sock is None:
-        return False
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
