@@ -95,9 +95,7 @@ def test_many_small_files(sftp: Any, tmp_path: Path, sshd: Any) -> None:
     assert sftp.upload([str(folder)], str(dest)).files_sent == 0
 
 
-def test_a_tar_stream_keeps_every_name_size_and_time(
-    sftp: Any, tmp_path: Path, sshd: Any
-) -> None:
+def test_a_tar_stream_keeps_every_name_size_and_time(sftp: Any, tmp_path: Path, sshd: Any) -> None:
     """Long, nested and non-ASCII names, empty files and sizes on a tar block
     boundary all land byte-identical with their times, in one stream."""
     folder = tmp_path / "src" / "cache"

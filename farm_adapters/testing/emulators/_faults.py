@@ -127,6 +127,11 @@ def answer(fault: dict[str, Any] | None) -> Any:
     )
 
 
+def _untouched(scope: Any) -> bool:
+    """Not an HTTP request, or a test control: passed on as it is."""
+    return bool(scope["type"] != "http" or scope["path"].startswith(CONTROLS))
+
+
 class _Gauge:
     """ASGI middleware of :class:`InFlight`: a request is in flight from its arrival
     until its answer starts (or the app gives up without one)."""
@@ -136,7 +141,7 @@ class _Gauge:
         self.gauge = gauge
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CONTROLS):
+        if _untouched(scope):
             await self.app(scope, receive, send)
             return
         key = f"{scope['method']} {scope['path']}"
@@ -181,7 +186,7 @@ class FaultGate:
         self.admit = admit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CONTROLS):
+        if _untouched(scope):
             await self.app(scope, receive, send)
             return
         from starlette.requests import Request
