@@ -199,13 +199,14 @@ class _Later:
 
     def call(self, delay: float, function: Any, *args: Any) -> None:
         with self._wake:
-            when = time.monotonic() + delay
-            heapq.heappush(self._due, (when, next(self._order), function, args))
+            order = next(self._order)
+            heapq.heappush(self._due, (time.monotonic() + delay, order, function, args))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="runai-phases")
                 self._thread.daemon = True
                 self._thread.start()
-            self._wake.notify()
+            if self._due[0][1] == order:  # now the first due: the timer waits less
+                self._wake.notify()
 
     def _loop(self) -> None:
         while True:
