@@ -95,6 +95,36 @@ def test_many_small_files(sftp: Any, tmp_path: Path, sshd: Any) -> None:
     assert sftp.upload([str(folder)], str(dest)).files_sent == 0
 
 
+def test_a_tar_stream_keeps_every_name_size_and_time(sftp: Any, tmp_path: Path, sshd: Any) -> None:
+    """Long, nested and non-ASCII names, empty files and sizes on a tar block
+    boundary all land byte-identical with their times, in one stream."""
+    folder = tmp_path / "src" / "cache"
+    deep = folder / ("d" * 90) / "é"
+    deep.mkdir(parents=True)
+    files = {}
+    for i in range(310):  # enough for a tar stream (TAR_MIN_FILES)
+        size = (0, 1, 511, 512, 513, 1024, 5000)[i % 7]
+        name = f"{'n' * 120}_{i}.bin" if i % 5 == 0 else f"tile_{i:03d}.bin"
+        where = deep if i % 3 == 0 else folder
+        if i % 11 == 0:
+            name = f"ünï_{i}.bin"
+        path = where / name
+        path.write_bytes(os.urandom(size))
+        os.utime(path, (1_600_000_000 + i, 1_600_000_000 + i))
+        files[path.relative_to(folder)] = path
+    dest = tmp_path / "remote" / "tarred"
+    assert sftp.upload([str(folder)], str(dest)).files_sent == len(files)
+    if sshd.kind == "openssh":
+        assert sftp._tar_ok is True
+    landed = {p.relative_to(dest / "cache") for p in (dest / "cache").rglob("*") if p.is_file()}
+    assert landed == set(files)
+    for relative, local in files.items():
+        remote = dest / "cache" / relative
+        assert remote.read_bytes() == local.read_bytes(), relative
+        assert int(remote.stat().st_mtime) == int(local.stat().st_mtime), relative
+    assert sftp.upload([str(folder)], str(dest)).files_sent == 0  # sizes and times kept
+
+
 def test_download_and_tail(sftp: Any, tmp_path: Path) -> None:
     remote = tmp_path / "remote" / "logs"
     remote.mkdir(parents=True)

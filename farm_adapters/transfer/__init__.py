@@ -20,8 +20,9 @@ names that would leave the folder they are aimed at, and raise only
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -159,17 +160,28 @@ def plan_upload(paths: Sequence[str]) -> list[PlannedFile]:
             )
         names[src.name] = raw
         if src.is_dir():
-            for p in sorted(src.rglob("*")):
-                if p.is_file():
-                    st = p.stat()
-                    rel = "/".join((src.name, *p.relative_to(src).parts))
-                    planned.append(PlannedFile(p, rel, st.st_size, int(st.st_mtime)))
+            planned.extend(_files_under(src, src.name))
         else:
             st = src.stat()
             planned.append(PlannedFile(src, src.name, st.st_size, int(st.st_mtime)))
     for item in planned:
         remote_join("/", item.relative)  # every name is safe before anything is sent
     return planned
+
+
+def _files_under(folder: Path, relative: str) -> Iterator[PlannedFile]:
+    """The files under ``folder`` (symbolic links to files included, linked folders
+    not entered), in path order: one ``scandir`` per folder and one ``stat`` per file
+    (``rglob`` and ``is_file`` cost three times that on a folder of 2000 files)."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _files_under(Path(entry.path), f"{relative}/{entry.name}")
+        elif entry.is_file():
+            st = entry.stat()
+            name = f"{relative}/{entry.name}"
+            yield PlannedFile(Path(entry.path), name, st.st_size, int(st.st_mtime))
 
 
 def as_secret(value: str | SecretStr | None) -> SecretStr | None:

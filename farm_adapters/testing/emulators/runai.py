@@ -33,7 +33,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import os
 import shlex
@@ -43,6 +45,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +58,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ._faults import Faults, InFlight, answer
+from ._faults import FaultGate, Faults, InFlight
 
 __all__ = ["RunAIEmulator", "create_app"]
 
@@ -183,6 +186,40 @@ class WorkloadBatch(_Loose):
 # -- the control plane ------------------------------------------------------------------
 
 
+class _Later:
+    """Calls made at a time, in due order, on one thread (started on first use): the
+    phase steps of every workload wait here, instead of in a sleeping thread per
+    workload (a thread started per create cost the event loop more than the create)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Any, tuple[Any, ...]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def call(self, delay: float, function: Any, *args: Any) -> None:
+        with self._wake:
+            order = next(self._order)
+            heapq.heappush(self._due, (time.monotonic() + delay, order, function, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="runai-phases")
+                self._thread.daemon = True
+                self._thread.start()
+            if self._due[0][1] == order:  # now the first due: the timer waits less
+                self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, function, args = heapq.heappop(self._due)
+            try:
+                function(*args)
+            except Exception:  # one workload's step failing must not stop the others
+                traceback.print_exc()
+
+
 class RunAIEmulator:
     """State of the control plane and its one-node cluster. Thread-safe."""
 
@@ -246,6 +283,7 @@ class RunAIEmulator:
         self.counters: dict[str, int] = {}
         self.slots = threading.Semaphore(slots)
         self._stop = threading.Event()
+        self._later = _Later()
 
     # tokens
 
@@ -385,7 +423,7 @@ class RunAIEmulator:
             self.by_name[(project["name"], name)] = workload_id
             self._history(workload, "PhaseUpdate", {"phaseUpdate": _phase_update(workload)})
             self._event(workload, "Normal", "Created", f"workload {name} created")
-        threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
+        self._start(workload_id)
         return workload
 
     def _event(self, workload: dict[str, Any], kind: str, reason: str, message: str) -> None:
@@ -459,7 +497,7 @@ class RunAIEmulator:
                 return  # accepted, nothing to do (resume of a running or ended workload)
             workload["desiredPhase"] = "Running"
             self._phase(workload, "Resuming")
-        threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
+        self._start(workload_id)
 
     def delete(self, workload_id: str, kind: str | None = None) -> None:
         with self.lock:
@@ -530,20 +568,30 @@ class RunAIEmulator:
             text = text.replace(mount_path, local)
         return text
 
+    def _start(self, workload_id: str) -> None:
+        """Bring a created (or resumed) workload up: a phase each ``phase_delay``
+        (Pending, Initializing; a resumed one Initializing only), then its container."""
+        with self.lock:
+            created = self.workloads[workload_id]["phase"] == "Creating"
+        steps = ("Pending", "Initializing") if created else ("Initializing",)
+        self._later.call(self.phase_delay, self._step, workload_id, steps)
+
+    def _step(self, workload_id: str, steps: tuple[str, ...]) -> None:
+        with self.lock:
+            workload = self.workloads[workload_id]
+            if workload["desiredPhase"] != "Running":
+                self._settle_suspended(workload)
+                return
+            self._phase(workload, steps[0])
+        if steps[1:]:
+            self._later.call(self.phase_delay, self._step, workload_id, steps[1:])
+        else:
+            threading.Thread(target=self._run, args=(workload_id,), daemon=True).start()
+
     def _run(self, workload_id: str) -> None:
         with self.lock:
             workload = self.workloads[workload_id]
             spec = dict(workload["spec"])
-        steps = (
-            ("Pending", "Initializing") if workload["phase"] == "Creating" else ("Initializing",)
-        )
-        for phase in steps:
-            time.sleep(self.phase_delay)
-            with self.lock:
-                if workload["desiredPhase"] != "Running":
-                    self._settle_suspended(workload)
-                    return
-                self._phase(workload, phase)
         self.slots.acquire()
         scratch = Path(tempfile.mkdtemp(prefix="runai-pod-"))
         try:
@@ -823,56 +871,34 @@ def create_app(emulator: RunAIEmulator | None = None, **options: Any) -> FastAPI
             },
         )
 
-    @app.middleware("http")
-    async def middleware(request: Request, call_next: Any) -> Any:
-        import asyncio
-
-        path, method = request.url.path, request.method
-        if path.startswith("/_emulator"):
-            return await call_next(request)
+    def seen(request: Request) -> None:
         if not state.cluster["domain"]:
             state.cluster["domain"] = f"{request.url.scheme}://{request.url.netloc}"
         with state.lock:
-            key = f"{method} {path}"
+            key = f"{request.method} {request.url.path}"
             state.counters[key] = state.counters.get(key, 0) + 1
-        fault = state.faults.take(method, path, "before")
-        if (reply := answer(fault)) is not None:  # fault kind 'answer'
-            return reply
-        if fault is not None:
-            if fault["kind"] == "latency":
-                await asyncio.sleep(fault["seconds"])
-            elif fault["kind"] == "error":
-                headers = (
-                    {"Retry-After": str(fault["retry_after"])} if fault["status"] == 429 else {}
-                )
-                return JSONResponse(
-                    status_code=fault["status"],
-                    headers=headers,
-                    content={"code": fault["status"], "message": "injected fault"},
-                )
-        if (
-            not path.startswith(("/api/v1/token", "/api/v2/token"))
-            and path != "/cluster-api/status"
-        ):
-            try:
-                request.state.subject = state.check_token(request.headers.get("Authorization"))
-            except ApiError as exc:
-                return JSONResponse(
-                    status_code=exc.code, content={"code": exc.code, "message": exc.message}
-                )
-        response = await call_next(request)
-        fault = state.faults.take(method, path, "after")
-        if (reply := answer(fault)) is not None:  # fault kind 'answer'
-            return reply
-        if fault is not None:
-            if fault["kind"] == "error":
-                return JSONResponse(
-                    status_code=fault["status"],
-                    content={"code": fault["status"], "message": "injected fault"},
-                )
-            if fault["kind"] == "hang":
-                await asyncio.sleep(fault["seconds"])
-        return response
+
+    def error(fault: dict[str, Any], phase: str) -> JSONResponse:
+        retry = phase == "before" and fault["status"] == 429
+        return JSONResponse(
+            status_code=fault["status"],
+            headers={"Retry-After": str(fault["retry_after"])} if retry else {},
+            content={"code": fault["status"], "message": "injected fault"},
+        )
+
+    def admit(request: Request) -> JSONResponse | None:
+        path = request.url.path
+        if path.startswith(("/api/v1/token", "/api/v2/token")) or path == "/cluster-api/status":
+            return None
+        try:
+            request.state.subject = state.check_token(request.headers.get("Authorization"))
+        except ApiError as exc:
+            return JSONResponse(
+                status_code=exc.code, content={"code": exc.code, "message": exc.message}
+            )
+        return None
+
+    app.add_middleware(FaultGate, faults=state.faults, seen=seen, error=error, admit=admit)
 
     # Installed last, so outermost: a request waiting in an injected latency counts.
     gauge = InFlight()
