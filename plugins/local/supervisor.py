@@ -79,7 +79,6 @@ class Run:
     runs: int
     step: int = 0
     pid: int | None = None  # of the current command's process (its group's id too)
-    popen: subprocess.Popen[bytes] | None = None  # kept until reaped, when Popen started it
     pipe: int | None = None
     partial: bytearray = field(default_factory=bytearray)
     partial_since: float | None = None  # when the unfinished line began
@@ -149,6 +148,9 @@ class Supervisor:
             )
         )
         self.running: dict[int, Run] = {}  # pid -> run
+        #: pid -> the Popen that started it (a task with its own cwd), kept until the
+        #: pid is reaped here so its finaliser never reaps it first.
+        self.popens: dict[int, subprocess.Popen[bytes]] = {}
         self.by_pipe: dict[int, Run] = {}
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
         self.last_flush = time.monotonic()
@@ -542,7 +544,7 @@ class Supervisor:
             held += self.gpu_pool.fds(f"gpu-{g}" for g in run.gpus)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid, run.popen = start_process(
+            pid, popen = start_process(
                 argv,
                 env=env,
                 cwd=command.get("cwd"),
@@ -556,6 +558,8 @@ class Supervisor:
             self.finish_step(run, 127, f"cannot start {argv[0]!r}: {exc.strerror or exc}")
             return
         os.close(w)
+        if popen is not None:
+            self.popens[pid] = popen
         run.pid = pid
         run.pipe = r
         run.exit_code = None
@@ -607,9 +611,9 @@ class Supervisor:
             if run is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if run.popen is not None:
-                run.popen.returncode = code  # reaped here; keeps Popen from waiting again
-                run.popen = None
+            popen = self.popens.pop(pid, None)
+            if popen is not None:
+                popen.returncode = code  # reaped here; keeps Popen from waiting again
             if run.pipe is not None and not self.read_pipe(run):
                 # A background descendant still holds the output pipe: the task is
                 # over, so its leftovers go with it.
