@@ -58,9 +58,9 @@ def keep_descriptors_private() -> None:
 
 def find_program(name: str, env: Mapping[str, str]) -> str:
     """The file ``exec`` would run for ``name``: itself when it holds a ``/``, else the
-    first executable file of that name on the ``PATH`` of ``env``, as ``Popen`` looks
-    it up (not on this process's own ``PATH``). Raises FileNotFoundError (or PermissionError
-    when only files it may not execute were found)."""
+    first executable file of that name on the ``PATH`` of ``env`` (the task's, as
+    ``Popen`` looks it up; not this process's own). Raises FileNotFoundError, or
+    PermissionError when only files it may not execute were found."""
     if os.sep in name:
         return name
     denied = None
@@ -110,7 +110,7 @@ def start_process(
                 setpgroup=0,
                 setsigdef=RESTORED_SIGNALS,
             )
-        except NotImplementedError:  # no POSIX_SPAWN_SETPGROUP in this C library
+        except NotImplementedError:  # a C library without a flag asked for: use Popen
             _posix_spawn_ok = False
         else:
             return pid, None
