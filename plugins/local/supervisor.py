@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from . import store
+from .launch import keep_descriptors_private, start_process
 from .machine import JOB_MARKER_ENV, LockPool, is_alive, kill_group, process_start
 
-# Start-up is on the path from submit to the first task, so this module and the two it
+# Start-up is on the path from submit to the first task, so this module and the three it
 # imports use the standard library only: no pydantic, no package ``__init__`` (see
 # ``plugin.supervisor_argv``); ``traceback`` is imported where it is used.
 
@@ -77,7 +78,7 @@ class Run:
     retries: int
     runs: int
     step: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None  # of the current command's process (its group's id too)
     pipe: int | None = None
     partial: bytearray = field(default_factory=bytearray)
     partial_since: float | None = None  # when the unfinished line began
@@ -147,6 +148,9 @@ class Supervisor:
             )
         )
         self.running: dict[int, Run] = {}  # pid -> run
+        #: pid -> the Popen that started it (a task with its own cwd), kept until the
+        #: pid is reaped here so its finaliser never reaps it first.
+        self.popens: dict[int, subprocess.Popen[bytes]] = {}
         self.by_pipe: dict[int, Run] = {}
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
         self.last_flush = time.monotonic()
@@ -540,15 +544,13 @@ class Supervisor:
             held += self.gpu_pool.fds(f"gpu-{g}" for g in run.gpus)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            proc = subprocess.Popen(
+            pid, popen = start_process(
                 argv,
-                stdin=self.devnull,
-                stdout=w,
-                stderr=w,
-                cwd=command.get("cwd") or None,
                 env=env,
-                start_new_session=True,
-                pass_fds=held,
+                cwd=command.get("cwd"),
+                stdin=self.devnull,
+                output=w,
+                keep_fds=held,
             )
         except OSError as exc:
             os.close(r)
@@ -556,23 +558,25 @@ class Supervisor:
             self.finish_step(run, 127, f"cannot start {argv[0]!r}: {exc.strerror or exc}")
             return
         os.close(w)
-        run.proc = proc
+        if popen is not None:
+            self.popens[pid] = popen
+        run.pid = pid
         run.pipe = r
         run.exit_code = None
         os.set_blocking(r, False)
-        self.running[proc.pid] = run
+        self.running[pid] = run
         self.by_pipe[r] = run
         self.selector.register(r, selectors.EVENT_READ, run)
         if run.step == 0:
             self.queue_write(
                 "UPDATE tasks SET state = 'running', pid = ?, started_at = ?, runs = ?, "
                 "message = '' WHERE job_id = ? AND idx = ?",
-                (proc.pid, time.time(), run.runs, self.job_id, run.idx),
+                (pid, time.time(), run.runs, self.job_id, run.idx),
             )
         else:
             self.queue_write(
                 "UPDATE tasks SET pid = ? WHERE job_id = ? AND idx = ?",
-                (proc.pid, self.job_id, run.idx),
+                (pid, self.job_id, run.idx),
             )
 
     def read_pipe(self, run: Run) -> bool:
@@ -607,8 +611,9 @@ class Supervisor:
             if run is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            assert run.proc is not None
-            run.proc.returncode = code  # reaped here; keeps Popen from waiting again
+            popen = self.popens.pop(pid, None)
+            if popen is not None:
+                popen.returncode = code  # reaped here; keeps Popen from waiting again
             if run.pipe is not None and not self.read_pipe(run):
                 # A background descendant still holds the output pipe: the task is
                 # over, so its leftovers go with it.
@@ -669,8 +674,8 @@ class Supervisor:
         )
 
     def signal_run(self, run: Run, sig: int) -> None:
-        if run.proc is not None:
-            kill_group(run.proc.pid, sig)
+        if run.pid is not None:
+            kill_group(run.pid, sig)
 
     def begin_stop(self, now: float) -> None:
         if self.queue:
@@ -856,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    keep_descriptors_private()
     supervisor = Supervisor(Path(args[0]), args[1])
     try:
         supervisor.record_self()
