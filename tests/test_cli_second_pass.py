@@ -510,7 +510,9 @@ def test_every_option_has_help_and_main_commands_have_examples() -> None:
             if isinstance(param, click.Option) and not param.help:
                 missing.append(f"{path} {param.opts[0]}")
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            for name in command.list_commands(None):
+                sub = command.get_command(None, name)
+                assert sub is not None, name
                 walk(sub, f"{path} {name}")
 
     walk(group, "farm-adapters")

@@ -289,10 +289,59 @@ def still_running(job_id: str) -> str:
 
 
 class Group(click.Group):
-    """Keeps the order commands were added in `--help`."""
+    """The main command: built-in commands are imported on first use.
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+    :attr:`lazy` names each built-in command's module and attribute and keeps its short
+    help, so ``--help`` and completing a command name import no command module; running
+    a command imports only its own. ``--help`` lists the built-ins in :attr:`lazy`'s
+    order, then commands added by plug-ins.
+    """
+
+    #: name -> (module under farm_adapters, attribute, short help); filled in by
+    #: :mod:`farm_adapters.cli`, checked against the commands by the tests.
+    lazy: dict[str, tuple[str, str, str]] = {}
+
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        return [*self.lazy, *(name for name in self.commands if name not in self.lazy)]
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            from importlib import import_module
+
+            module, attr, _ = self.lazy[cmd_name]
+            command = getattr(import_module(module, "farm_adapters"), attr)
+            self.commands.setdefault(cmd_name, command)
+        return self.commands.get(cmd_name)
+
+    def command_help(self, name: str, limit: int = 45) -> str:
+        """A command's line in ``--help``, without importing it."""
+        command = self.commands.get(name)
+        if command is None:
+            command = click.Command(name, help=self.lazy[name][2])
+        return command.get_short_help_str(limit)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = [
+            n for n in self.list_commands(ctx) if n in self.lazy or not self.commands[n].hidden
+        ]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, self.command_help(n, limit)) for n in names])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        names = [n for n in self.list_commands(ctx) if n.startswith(incomplete)]
+        results = [
+            CompletionItem(n, help=self.command_help(n))
+            for n in names
+            if n in self.lazy or not self.commands[n].hidden
+        ]
+        # Options of the group itself (click's own completion of them, not of commands).
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
 
 @click.group(
