@@ -8,8 +8,6 @@ backend that hold it. It lives in SQLite (WAL), safe for a DCC and the CLI at on
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import sqlite3
 import threading
 import time
@@ -95,6 +93,8 @@ class JournalEntry:
         values = {k: v for k, v in row.items() if k in names}
         raw = values.get("outputs")
         if isinstance(raw, str):
+            import json
+
             try:
                 values["outputs"] = json.loads(raw or "{}")
             except ValueError:
@@ -106,6 +106,9 @@ class JournalEntry:
 
 def request_hash(request: JobRequest) -> str:
     """A stable sha256 of the request's content (the render context excluded)."""
+    import hashlib
+    import json
+
     body = request.model_dump(mode="json", exclude={"render_context"})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -173,6 +176,8 @@ class Journal:
 
     def record(self, *, job_id: str, target: str, backend: str, request: JobRequest) -> None:
         """Remember a submitted job (replacing an earlier record of the same id)."""
+        import json
+
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_id, target, backend, name, render_context, "

@@ -8,8 +8,8 @@ inside the functions that need them, so ``--help`` and completion stay fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -29,6 +29,7 @@ from ..errors import (
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from .._records import JobRecord
     from ..config import TargetConfig
     from ..manager import FarmPluginManager
     from ..models import Job
@@ -80,6 +81,10 @@ class Context:
         self.debug = debug
         self._targets: TargetConfig | None = None
         self._manager: FarmPluginManager | None = None
+        #: Set by the read-only commands (jobs, status, logs): then jobs of the built-in
+        #: ``local`` target may be read through its light view (see ._light).
+        self.read_only = False
+        self._readers: dict[str, Any] = {}
 
     @property
     def targets(self) -> TargetConfig:
@@ -100,8 +105,36 @@ class Context:
         return self._manager
 
     def backend(self, target: str | None, **overrides: Any) -> Any:
+        reader = self._reader(target) if self.read_only else None
+        if reader is not None:
+            return reader
+        return self._full_backend(target, **overrides)
+
+    def _full_backend(self, target: str | None, **overrides: Any) -> Any:
         show_notices()
         return self.targets.get(target).create_backend(self.manager, **overrides)
+
+    def _reader(self, target: str | None) -> Any:
+        """The light view of ``local`` when it may answer for ``target`` (with no
+        targets file, the default target is ``local``); else None."""
+        from . import _light
+
+        name = target or "local"
+        if name != "local" or not _light.usable(self.config_path):
+            return None
+        if name not in self._readers:
+            self._readers[name] = _light.local_reader(lambda: self._full_backend(name))
+        return self._readers[name]
+
+    def prepare_backends(self, targets: Iterable[str]) -> None:
+        """Build what threads reading ``targets`` at once share (the plug-in manager,
+        the targets file) before they start, so they do not race to build it; nothing
+        when every one is read through the light view."""
+        if all(self.read_only and self._reader(t) is not None for t in targets):
+            return
+        self.manager  # noqa: B018
+        with suppress(FarmAdapterError):
+            self.targets  # noqa: B018 - a bad file marks every row, in the probes
 
     def backend_for_job(self, job_id: str, target: str | None) -> Any:
         """The backend holding ``job_id``: the given target; else the journal's record;
@@ -192,8 +225,10 @@ def dump(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    data = job.model_dump(mode="json")
+def job_json(job: Job | JobRecord) -> dict[str, Any]:
+    from .._records import JobRecord
+
+    data = job.to_json() if isinstance(job, JobRecord) else job.model_dump(mode="json")
     data["task_counts"] = {str(k): v for k, v in job.task_counts.items()}
     return data
 

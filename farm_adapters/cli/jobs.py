@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sys
 import time
@@ -15,6 +14,7 @@ from ._common import (
     EXIT_FAILED,
     JOB_TARGET_HELP,
     MAX_LOG_OFFSET,
+    STATE_STYLE,
     STATES,
     Context,
     cli,
@@ -184,6 +184,7 @@ def jobs(
     Every journal row is listed: a row whose farm cannot be read now keeps its last
     known state and is marked (unreachable, unknown to the farm, target not
     configured)."""
+    obj.read_only = True
     with handle_errors(obj.debug):
         since_ts = parse_since(since) if since else None
         problems: list[str] = []
@@ -268,9 +269,7 @@ def _journal_rows(
     for entry in entries:
         by_target.setdefault(entry.target, set()).add(entry.job_id)
     if by_target:  # built once here, not raced by the probe threads
-        obj.manager  # noqa: B018
-        with contextlib.suppress(FarmAdapterError):
-            obj.targets  # noqa: B018 - a bad file marks every row, in the probes
+        obj.prepare_backends(by_target)
     probe_class = _probe_class()
     probes = [probe_class(obj, name, ids) for name, ids in by_target.items()]
     for probe in probes:
@@ -316,11 +315,11 @@ def _journal_rows(
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from ._print import Column, Output
 
-    out = console()
+    out = Output()
     if not rows:
-        out.print("no jobs")
+        out.line("no jobs")
         return
     cells = []
     for row in rows:
@@ -343,29 +342,24 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     # the terminal (at least 8), ellipsised: one line per job at 80 columns.
     rest = sum(widths) - widths[1] + len(headers) - 1
     widths[1] = max(8, min(widths[1], out.width - rest))
-    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
-    for i, header in enumerate(headers):
-        table.add_column(
-            header,
-            no_wrap=True,
-            overflow="ellipsis",
-            min_width=widths[i],
-            max_width=widths[i],
-            justify="right" if header == "tasks" else "left",
-        )
+    columns = [Column(h, widths[i], right=h == "tasks") for i, h in enumerate(headers)]
+    table = []
     for row, (job_id, name, target, state, tasks, submitted) in zip(rows, cells, strict=True):
-        shown = f"[dim]{esc(state)}[/]" if row["mark"] else state_text(row["state"])
-        table.add_row(esc(job_id), esc(name), esc(target), shown, tasks, submitted)
-    out.print(table)
+        shown = (state, "dim") if row["mark"] else (state, STATE_STYLE.get(row["state"], "white"))
+        table.append([(job_id, ""), (name, ""), (target, ""), shown, (tasks, ""), (submitted, "")])
+    out.table(columns, table, left=0)
     marked: dict[str, list[str]] = {}
     for row in rows:
         if row["mark"]:
             marked.setdefault(row["mark"], []).append(row["target"])
     for mark, names in marked.items():
         where = ", ".join(sorted(set(names)))
-        out.print(
-            f"[dim]?: last known state; target {esc(where)}: {esc(mark)} "
-            f"({len(names)} job{'s' if len(names) != 1 else ''})[/]"
+        out.line(
+            (
+                f"?: last known state; target {where}: {mark} "
+                f"({len(names)} job{'s' if len(names) != 1 else ''})",
+                "dim",
+            )
         )
 
 
@@ -386,6 +380,7 @@ Examples:
 @pass_ctx
 def status(obj: Context, job_id: str, target: str | None, show_tasks: bool, as_json: bool) -> None:
     """Show one job's state, task counts and times."""
+    obj.read_only = True
     with handle_errors(obj.debug):
         backend = obj.backend_for_job(job_id, target)
         job = backend.get_job(job_id)
@@ -404,21 +399,26 @@ def status(obj: Context, job_id: str, target: str | None, show_tasks: bool, as_j
                 data["tasks"] = tasks
             dump(data)
             return
-        out = console()
-        out.print(
-            f"[bold]{esc(job.id)}[/] {esc(job.name)}  {state_text(job.state)}  "
-            f"target {esc(job.target or backend.target)}"
+        from ._print import Output
+
+        out = Output()
+        state = str(getattr(job.state, "value", job.state))
+        out.line(
+            (job.id, "bold"),
+            f" {job.name}  ",
+            (state, STATE_STYLE.get(state, "white")),
+            f"  target {job.target or backend.target}",
         )
-        out.print(f"tasks: {_task_summary(job)}")
+        out.line(f"tasks: {_task_summary(job)}")
         for label, value in (
             ("submitted", job.submitted_at),
             ("started", job.started_at),
             ("finished", job.finished_at),
         ):
             if value:
-                out.print(f"{label}: {fmt_full_time(value)}")
+                out.line(f"{label}: {fmt_full_time(value)}")
         if job.message:
-            out.print(f"message: {esc(job.message)}")
+            out.line(f"message: {job.message}")
         if tasks is not None:
             _print_tasks(tasks)
 
@@ -451,26 +451,27 @@ def _task_rows(backend: Any, job_id: str) -> list[dict[str, Any]]:
 
 
 def _print_tasks(tasks: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from ._print import Column, Output
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("task", "frames", "state", "attempt", "exit", "duration"):
-        table.add_column(column, no_wrap=True)
+    rows = []
     for t in tasks:
         started, finished = t.get("started_at"), t.get("finished_at")
         duration = ""
         if started:
             seconds = (finished or time.time()) - started
             duration = _fmt_duration(seconds)
-        table.add_row(
-            str(t["index"]),
-            esc(t.get("frames") or "-"),
-            state_text(t["state"]),
-            str(t.get("attempt") or 0),
-            "" if t.get("exit_code") is None else str(t["exit_code"]),
-            duration,
+        rows.append(
+            [
+                (str(t["index"]), ""),
+                (t.get("frames") or "-", ""),
+                (t["state"], STATE_STYLE.get(t["state"], "white")),
+                (str(t.get("attempt") or 0), ""),
+                ("" if t.get("exit_code") is None else str(t["exit_code"]), ""),
+                (duration, ""),
+            ]
         )
-    console().print(table)
+    headers = ("task", "frames", "state", "attempt", "exit", "duration")
+    Output().table([Column(h) for h in headers], rows)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -551,8 +552,7 @@ def logs(
 
     Where the backend knows which task wrote a line (local does), the line starts with
     the task's number: [3]."""
-    from ..submit import follow_log
-
+    obj.read_only = True
     with handle_errors(obj.debug, interrupted=f"stopped following; job {job_id} goes on"):
         backend = obj.backend_for_job(job_id, target)
         mapper = backend.path_mapper
@@ -577,6 +577,8 @@ def logs(
                 text, offset = _read_all(backend, job_id, offset)
                 lines = text.splitlines(keepends=True)
                 click.echo(show("".join(lines[-tail:] if tail else [])), nl=False)
+            from ..submit import follow_log
+
             stamp = _Stamper() if timestamps else None
             for text in follow_log(backend, job_id, offset=offset):
                 shown = show(text)

@@ -12,6 +12,7 @@ answered by the full plug-in instead.
 from __future__ import annotations
 
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,13 @@ __all__ = ["LocalReader"]
 #: A job whose supervisor never recorded itself within this many seconds, and which no
 #: running supervisor claims, is failed.
 SUPERVISOR_START_GRACE = 60.0
+
+#: The supervisor's heartbeat file in a job's log folder, and the records of a task's
+#: index file ``task-NNNNN.idx``: (offset, length) in the job's log, little-endian.
+#: The supervisor's own (it is not imported here: its start-up modules cost); a test
+#: checks they are the same.
+HEARTBEAT_FILE = "supervisor.heartbeat"
+SEGMENT = struct.Struct("<QQ")
 
 JOB_COLUMNS = (
     "id, name, render_context, submitted_at, started_at, finished_at, attempt, "
@@ -84,8 +92,6 @@ def orphan_reason(db_path: Path, row: tuple[Any, ...], counts: dict[JobState, in
 def stalled_for(pid: int | None, start: str | None, log_dir: str, timeout: float) -> float | None:
     """Seconds since a live supervisor last touched its heartbeat, when that is more
     than ``timeout``; else None."""
-    from .supervisor import HEARTBEAT_FILE
-
     try:
         age = time.time() - (Path(log_dir) / HEARTBEAT_FILE).stat().st_mtime
     except OSError:
@@ -208,8 +214,6 @@ def task_details(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
 
 def _segments(log_dir: Path, task: int) -> list[tuple[int, int]] | None:
     """A task's (offset, length) ranges in the job's log, or None without an index."""
-    from .supervisor import SEGMENT
-
     try:
         raw = (log_dir / f"task-{task:05d}.idx").read_bytes()
     except FileNotFoundError:
