@@ -59,6 +59,17 @@ def _width() -> int | None:
     return 80
 
 
+def _fit(text: str, width: int, right: bool) -> str:
+    """A cell's text in ``width`` columns, as rich's ``Text.wrap`` without wrapping
+    makes it: (right-justified) trailing whitespace dropped, then an ellipsis if still
+    too long, then padding."""
+    if right:
+        text = text.rstrip()
+    if len(text) > width:
+        text = text[: width - 1] + "\u2026" if width > 0 else ""
+    return text.rjust(width) if right else text.ljust(width)
+
+
 def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable()
 
@@ -116,16 +127,17 @@ class Output:
 
         table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, left))
         for column in columns:
+            justify = "right" if column.right else "left"
             if column.width is None:
-                table.add_column(column.header, no_wrap=True)
+                table.add_column(Text(column.header), no_wrap=True, justify=justify)
                 continue
             table.add_column(
-                column.header,
+                Text(column.header),
                 no_wrap=True,
                 overflow="ellipsis",
                 min_width=column.width,
                 max_width=column.width,
-                justify="right" if column.right else "left",
+                justify=justify,
             )
         for row in rows:
             # The style spans the text only, not the cell's padding (as markup does).
@@ -150,11 +162,9 @@ class Output:
                 if not _plain(text):
                     return None
                 width = widths[i]
-                if len(text) > width:
-                    if column.width is None:
-                        return None
-                    text = text[: width - 1] + "\u2026" if width > 0 else ""
-                text = text.rjust(width) if column.right else text.ljust(width)
+                if column.width is None and len(text) > width:
+                    return None
+                text = _fit(text, width, column.right)
                 out.append(" " * (left if i else 0) + text + " " * (right if i < last else 0))
             line = "".join(out)
             if len(line) > self._plain_width:
