@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 __all__ = ["Column", "Output"]
 
@@ -127,7 +127,7 @@ class Output:
 
         table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, left))
         for column in columns:
-            justify = "right" if column.right else "left"
+            justify: Literal["left", "right"] = "right" if column.right else "left"
             if column.width is None:
                 table.add_column(Text(column.header), no_wrap=True, justify=justify)
                 continue
