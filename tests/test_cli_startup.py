@@ -427,3 +427,40 @@ def test_plain_lines_and_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyP
             plain += not use_rich and out._plain_width is not None
         assert outputs[0] == outputs[1], outputs
     assert plain
+
+
+# -- logs --timestamps -------------------------------------------------------------------
+
+
+def test_logs_timestamps_print_the_times_lines_were_written(tmp_path: Path) -> None:
+    import struct
+    from datetime import datetime
+
+    job_id = submit(
+        tmp_path, "--wait", "--frames", "1-2", "--", "sh", "-c", "echo a{frame}; echo b{frame}"
+    )
+    # No times recorded: said on stderr, naming the backend; the log printed as it is.
+    code, out, err = run(["logs", job_id, "--timestamps"], tmp_path)
+    assert code == 0
+    assert "backend 'local' (target local) keeps no time per line" in err
+    assert out == run(["logs", job_id], tmp_path)[1]
+    # The times as a supervisor records them in job.times: (offset, time) per write.
+    log_dir = tmp_path / "local" / "logs" / job_id
+    log = (log_dir / "job.log").read_bytes()
+    second = min(log.index(b"\na1") + 1, log.index(b"\na2") + 1)  # the first task output
+    first_time = datetime(2026, 1, 2, 9, 40, 12).timestamp()
+    later = datetime.now().replace(hour=10, minute=0, second=5, microsecond=0).timestamp()
+    (log_dir / "job.times").write_bytes(
+        struct.pack("<Qd", 0, first_time) + struct.pack("<Qd", second, later)
+    )
+    for full in (False, True):
+        code, out, err = run(["logs", job_id, "--timestamps"], tmp_path, full=full)
+        assert code == 0 and not err, err
+        lines = out.splitlines()
+        # Not today: the date too; today: the time only.
+        assert lines[0].startswith("01-02 09:40:12 [farm-adapters] attempt 1")
+        assert {"10:00:05 [0] a1", "10:00:05 [1] a2", "10:00:05 [1] b2"} <= set(lines)
+        code, out, _ = run(["logs", job_id, "--timestamps", "--task", "1"], tmp_path, full=full)
+        assert out.splitlines() == ["10:00:05 a2", "10:00:05 b2"]
+        code, out, _ = run(["logs", job_id, "--timestamps", "--tail", "1"], tmp_path, full=full)
+        assert len(out.splitlines()) == 1 and out.startswith("10:00:05 ")

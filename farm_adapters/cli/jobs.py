@@ -511,6 +511,42 @@ class _Stamper:
         return "".join(out)
 
 
+def _print_timed(
+    backend: Any, job_id: str, task: int | None, tail: int | None, show: Any, raw: bool
+) -> bool:
+    """Print the log with the time each line was written, and True; or, where the
+    backend keeps no such times, say so (never invent them) and return False so the
+    log is printed without them."""
+    read = getattr(backend, "get_timed_lines", None)
+    lines = read(job_id) if read is not None else None
+    if lines is None:
+        what = "this job's log" if read is not None else "its logs"
+        warn(
+            f"backend {backend.name!r} (target {backend.target}) keeps no time per line for "
+            f"{what}; printing the log without times (with --follow, lines are stamped "
+            f"as they arrive)"
+        )
+        return False
+    if task is not None:
+        lines = [line for line in lines if line[0] == task]
+    several = len({index for index, _, _ in lines if index is not None}) > 1
+    today = time.strftime("%Y-%m-%d")
+    out = []
+    for index, when, line in lines:
+        if when is None:
+            stamp = " " * 8  # written before times were recorded: none is made up
+        elif time.strftime("%Y-%m-%d", time.localtime(when)) == today:
+            stamp = time.strftime("%H:%M:%S", time.localtime(when))
+        else:
+            stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(when))
+        prefix = f"[{index}] " if several and index is not None else ""
+        out.append(f"{stamp} {prefix}{line}")
+    if tail is not None:
+        out = out[-tail:] if tail else []
+    click.echo(show("".join(out)), nl=False, color=raw or None)
+    return True
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
@@ -527,7 +563,9 @@ Examples:
 @click.option("--task", "task", type=click.IntRange(0), help="Only this task's output.")
 @click.option("--tail", type=click.IntRange(0), help="Only the last N lines.")
 @click.option(
-    "--timestamps", is_flag=True, help="With --follow: start each line with the time it came."
+    "--timestamps",
+    is_flag=True,
+    help="Start each line with the time it was written (with --follow: the time it came).",
 )
 @click.option("--raw", is_flag=True, help="Keep colour codes (ANSI) as the farm sent them.")
 @click.option(
@@ -568,10 +606,12 @@ def logs(
                 "job ends); drop --task, or drop --follow to read one task"
             )
         if timestamps and not follow:
-            raise click.UsageError(
-                "--timestamps stamps lines as they arrive, so it goes with --follow; the "
-                "farm keeps no time per line"
-            )
+            if offset:
+                raise click.UsageError(
+                    "--timestamps reads the log line by line from its start; drop --offset"
+                )
+            if _print_timed(backend, job_id, task, tail, show, raw):
+                return
         if follow:
             if tail is not None:  # the last lines so far, then what comes
                 text, offset = _read_all(backend, job_id, offset)

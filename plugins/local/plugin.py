@@ -535,6 +535,14 @@ class LocalPlugin(FarmPlugin):
         with self._read_db() as conn:
             return view.task_lines(conn, job_id)
 
+    def get_timed_lines(self, job_id: str) -> list[tuple[int | None, float | None, str]] | None:
+        """The job's log as (task index, time written, line) in the order written; the
+        time is None for a line written before times were recorded, and the answer is
+        None when the job's log has no per-line times at all. Optional backend method
+        read by ``farm-adapters logs --timestamps``."""
+        with self._read_db() as conn:
+            return view.timed_lines(conn, job_id)
+
     # -- control -----------------------------------------------------------------------
 
     def stop_job(self, job_id: str) -> None:

@@ -37,6 +37,12 @@ SUPERVISOR_START_GRACE = 60.0
 #: checks they are the same.
 HEARTBEAT_FILE = "supervisor.heartbeat"
 SEGMENT = struct.Struct("<QQ")
+#: When each piece of a job's log was written: ``job.times`` beside ``job.log`` holds
+#: records of (offset in the log, POSIX time), one per write, little-endian; a line's
+#: time is that of the last record at or before its offset. Read by ``logs
+#: --timestamps``; a log without the file has no per-line times.
+TIMES_FILE = "job.times"
+TIME_RECORD = struct.Struct("<Qd")
 
 JOB_COLUMNS = (
     "id, name, render_context, submitted_at, started_at, finished_at, attempt, "
@@ -277,9 +283,11 @@ def task_log(conn: sqlite3.Connection, job_id: str, task: int, offset: int) -> L
     )
 
 
-def task_lines(conn: sqlite3.Connection, job_id: str) -> list[tuple[int | None, str]]:
-    """The job's log as (task index, line) pairs in the order written (see
-    ``LocalPlugin.get_task_lines``)."""
+def _placed_lines(
+    conn: sqlite3.Connection, job_id: str
+) -> tuple[Path, list[tuple[int | None, int, str]]]:
+    """The job's log folder, and its log as (task index, byte offset, line) in the
+    order written; the task is None for the job's own lines."""
     row = job_row(conn, job_id)
     total = conn.execute("SELECT COUNT(*) FROM tasks WHERE job_id = ?", (job_id,)).fetchone()[0]
     log_dir = Path(row[11])
@@ -292,15 +300,44 @@ def task_lines(conn: sqlite3.Connection, job_id: str) -> list[tuple[int | None, 
     except OSError as exc:
         raise BackendUnavailableError(f"cannot read render log in {log_dir}: {exc}") from exc
     owner.sort()
-    lines: list[tuple[int | None, str]] = []
+    lines: list[tuple[int | None, int, str]] = []
     pos, k = 0, 0
     for raw_line in data.splitlines(keepends=True):
         while k < len(owner) and owner[k][1] <= pos:
             k += 1
         task_of = owner[k][2] if k < len(owner) and owner[k][0] <= pos else None
-        lines.append((task_of, raw_line.decode("utf-8", errors="replace")))
+        lines.append((task_of, pos, raw_line.decode("utf-8", errors="replace")))
         pos += len(raw_line)
-    return lines
+    return log_dir, lines
+
+
+def task_lines(conn: sqlite3.Connection, job_id: str) -> list[tuple[int | None, str]]:
+    """The job's log as (task index, line) pairs in the order written (see
+    ``LocalPlugin.get_task_lines``)."""
+    return [(task, line) for task, _, line in _placed_lines(conn, job_id)[1]]
+
+
+def timed_lines(
+    conn: sqlite3.Connection, job_id: str
+) -> list[tuple[int | None, float | None, str]] | None:
+    """The job's log as (task index, time written, line) in the order written, or
+    None when its log has no times file (see ``LocalPlugin.get_timed_lines``)."""
+    log_dir, lines = _placed_lines(conn, job_id)
+    try:
+        raw = (log_dir / TIMES_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot read line times in {log_dir}: {exc}") from exc
+    size = TIME_RECORD.size
+    marks = sorted(TIME_RECORD.unpack_from(raw, i) for i in range(0, len(raw) - size + 1, size))
+    timed: list[tuple[int | None, float | None, str]] = []
+    k = -1
+    for task, pos, line in lines:
+        while k + 1 < len(marks) and marks[k + 1][0] <= pos:
+            k += 1
+        timed.append((task, marks[k][1] if k >= 0 else None, line))
+    return timed
 
 
 def render_log(job: Any, log_dir: str, offset: int) -> LogPiece:
@@ -421,3 +458,9 @@ class LocalReader:
         if conn is None:
             return list(self.full().get_task_lines(job_id))
         return task_lines(conn, job_id)
+
+    def get_timed_lines(self, job_id: str) -> list[tuple[int | None, float | None, str]] | None:
+        conn = self._read()
+        if conn is None:
+            return self.full().get_timed_lines(job_id)  # type: ignore[no-any-return]
+        return timed_lines(conn, job_id)
