@@ -8,7 +8,7 @@ inside the functions that need them, so ``--help`` and completion stay fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -126,11 +126,16 @@ class Context:
             self._readers[name] = _light.local_reader(lambda: self._full_backend(name))
         return self._readers[name]
 
-    def prepare_backends(self, targets: Iterable[str]) -> None:
-        """Build what threads reading ``targets`` at once share (the plug-in manager,
-        the targets file) before they start, so they do not race to build it; nothing
-        when every one is read through the light view."""
-        if all(self.read_only and self._reader(t) is not None for t in targets):
+    def prepare_backends(self, targets: Mapping[str, Iterable[str]]) -> None:
+        """Build what threads reading ``targets`` (name -> the job ids wanted) at once
+        share (the plug-in manager, the targets file) before they start, so they do not
+        race to build it; nothing when every one is read through the light view, which
+        is told the ids so it reads only those."""
+        readers = {t: self._reader(t) if self.read_only else None for t in targets}
+        for name, reader in readers.items():
+            if reader is not None:
+                reader.wanted = frozenset(targets[name])
+        if all(reader is not None for reader in readers.values()):
             return
         self.manager  # noqa: B018
         with suppress(FarmAdapterError):

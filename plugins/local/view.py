@@ -66,10 +66,12 @@ def task_counts(conn: sqlite3.Connection, job_id: str) -> dict[JobState, int]:
     }
 
 
-def all_task_counts(conn: sqlite3.Connection) -> dict[str, dict[JobState, int]]:
+def all_task_counts(
+    conn: sqlite3.Connection, where: str = "", args: Sequence[object] = ()
+) -> dict[str, dict[JobState, int]]:
     counts: dict[str, dict[JobState, int]] = {}
     for job_id, state, n in conn.execute(
-        "SELECT job_id, state, COUNT(*) FROM tasks GROUP BY job_id, state"
+        f"SELECT job_id, state, COUNT(*) FROM tasks{where} GROUP BY job_id, state", args
     ):
         counts.setdefault(job_id, {})[JobState(state)] = n
     return counts
@@ -381,6 +383,9 @@ class LocalReader:
         self._full_factory = full
         self._full: Any = None
         self._conn: sqlite3.Connection | None = None
+        #: The jobs a listing will look at (set by the caller): :meth:`get_jobs` then
+        #: reads only those, in SQL, whatever the size of the store.
+        self.wanted: frozenset[str] | None = None
 
     def full(self) -> Any:
         """The real plug-in, built on first need."""
@@ -425,8 +430,17 @@ class LocalReader:
         conn = self._read()
         if conn is None:
             return list(self.full().get_jobs(states))
-        rows = [tuple(r) for r in conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq DESC")]
-        counts = all_task_counts(conn)
+        ids, args = "", list(self.wanted or ())
+        if self.wanted is not None and len(args) <= 30000:  # SQLite's bound on variables
+            ids = f" IN ({', '.join('?' * len(args))})"
+        else:
+            args = []
+        where = f" WHERE id{ids}" if ids else ""
+        rows = [
+            tuple(r)
+            for r in conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY seq DESC", args)
+        ]
+        counts = all_task_counts(conn, f" WHERE job_id{ids}" if ids else "", args)
         if any(orphan_reason(self.db_path, row, counts.get(row[0], {})) for row in rows):
             return list(self.full().get_jobs(states))
         jobs = [self._record(conn, row, counts.get(row[0], {})) for row in rows]
