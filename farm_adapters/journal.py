@@ -267,8 +267,10 @@ class Journal:
 
     def update_states(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
         """Remember the last state seen of jobs: (target, job_id, state, finished
-        tasks, total tasks) each. Best effort: a read-only journal is left as it is."""
-        rows = list(rows)
+        tasks, total tasks) each. Best effort: a read-only journal is left as it is.
+        A final state already recorded as it is is not written again (reading a
+        finished job's status writes nothing)."""
+        rows = self._news(rows)
         if not rows:
             return
         now = time.time()
@@ -278,6 +280,30 @@ class Journal:
                 "WHERE target = ? AND job_id = ?",
                 [(st, done, total, now, t, j) for t, j, st, done, total in rows],
             )
+
+    def _news(
+        self, rows: Iterable[tuple[str, str, str, int, int]]
+    ) -> list[tuple[str, str, str, int, int]]:
+        """The rows that change what the journal holds (a final state can only
+        change again through a restart, which is seen as a new state)."""
+        rows = list(rows)
+        final = [r for r in rows if r[2] in _FINAL]
+        if not final:
+            return rows
+        with contextlib.suppress(ConfigurationError), self._read() as conn:
+            if conn is None:
+                return rows
+            known = set()
+            for target, job_id, *_ in final:
+                found = conn.execute(
+                    "SELECT state, finished_tasks, total_tasks FROM jobs "
+                    "WHERE target = ? AND job_id = ?",
+                    (target, job_id),
+                ).fetchone()
+                if found is not None:
+                    known.add((target, job_id, *found))
+            return [r for r in rows if r not in known]
+        return rows
 
     def query(
         self,

@@ -464,3 +464,29 @@ def test_logs_timestamps_print_the_times_lines_were_written(tmp_path: Path) -> N
         assert out.splitlines() == ["10:00:05 a2", "10:00:05 b2"]
         code, out, _ = run(["logs", job_id, "--timestamps", "--tail", "1"], tmp_path, full=full)
         assert len(out.splitlines()) == 1 and out.startswith("10:00:05 ")
+
+
+def test_reading_a_finished_job_writes_nothing_to_the_journal(tmp_path: Path) -> None:
+    import sqlite3
+
+    job_id = submit(tmp_path, "--wait", "--", "echo", "hi")
+    journal = tmp_path / "journal.sqlite3"
+
+    def recorded() -> tuple[Any, ...]:
+        with sqlite3.connect(journal) as conn:
+            return tuple(
+                conn.execute(
+                    "SELECT state, finished_tasks, total_tasks, state_at FROM jobs "
+                    "WHERE job_id = ?",
+                    (job_id,),
+                ).fetchone()
+            )
+
+    for full in (False, True):
+        assert run(["status", job_id], tmp_path, full=full)[0] == 0
+    first = recorded()
+    assert first[:3] == ("completed", 1, 1)
+    for args in (["status", job_id], ["jobs"], ["status", job_id, "--json"]):
+        for full in (False, True):
+            assert run(args, tmp_path, full=full)[0] == 0
+    assert recorded() == first  # the final state is known: not written again
