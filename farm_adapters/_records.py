@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 __all__ = ["JobRecord", "JobState", "LogPiece", "derive_job_state", "utc"]
 
@@ -177,11 +177,19 @@ class JobRecord:
         return data
 
 
-class LogPiece(NamedTuple):
-    """The fields of :class:`~farm_adapters.models.LogChunk`, as a plain tuple."""
+class LogPiece:
+    """The fields of :class:`~farm_adapters.models.LogChunk`, as a plain object."""
 
-    job_id: str
-    text: str
-    offset: int
-    next_offset: int
-    complete: bool = False
+    __slots__ = ("complete", "job_id", "next_offset", "offset", "text")
+
+    def __init__(
+        self, *, job_id: str, text: str, offset: int, next_offset: int, complete: bool = False
+    ) -> None:
+        self.job_id = job_id
+        self.text = text
+        self.offset = offset
+        self.next_offset = next_offset
+        self.complete = complete
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 __all__ = ["Column", "Output"]
 
@@ -21,13 +21,16 @@ __all__ = ["Column", "Output"]
 Cell = tuple[str, str]
 
 
-class Column(NamedTuple):
+class Column:
     """A table column: ``width`` fixed (text longer is cut with an ellipsis) or None
     (as wide as its widest cell); ``right`` justifies it to the right."""
 
-    header: str
-    width: int | None = None
-    right: bool = False
+    __slots__ = ("header", "right", "width")
+
+    def __init__(self, header: str, width: int | None = None, right: bool = False) -> None:
+        self.header = header
+        self.width = width
+        self.right = right
 
 
 def _is_terminal(stream: Any) -> bool:

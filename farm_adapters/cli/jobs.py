@@ -547,7 +547,8 @@ def _print_timed(
     return True
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+#: Colour and other terminal codes (CSI, OSC, two-byte escapes), stripped unless --raw.
+_ANSI = r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"
 
 
 @cli.command(
@@ -598,7 +599,7 @@ def logs(
 
         def show(text: str) -> str:
             text = mapped(text)
-            return text if raw else _ANSI.sub("", text)
+            return text if raw else re.sub(_ANSI, "", text)
 
         if follow and task is not None:
             raise click.UsageError(

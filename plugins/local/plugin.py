@@ -511,7 +511,7 @@ class LocalPlugin(FarmPlugin):
         job = self.get_job(job_id)
         with self._read_db() as conn:
             row = self._job_row(conn, job_id)
-        return LogChunk(**view.render_log(job, row[11], offset)._asdict())
+        return LogChunk(**view.render_log(job, row[11], offset).fields())
 
     def get_task_details(self, job_id: str) -> list[dict[str, Any]]:
         """One dict per task, in order: index, frames ("1-4" or "7"), state, attempt
@@ -527,7 +527,7 @@ class LocalPlugin(FarmPlugin):
         byte ranges that are task 3's. ``complete`` once the task has ended and all
         of it is read."""
         with self._read_db() as conn:
-            return LogChunk(**view.task_log(conn, job_id, task, offset)._asdict())
+            return LogChunk(**view.task_log(conn, job_id, task, offset).fields())
 
     def get_task_lines(self, job_id: str) -> list[tuple[int | None, str]]:
         """The job's log as (task index, line) pairs in the order written; the task is
