@@ -13,9 +13,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["JobRecord", "JobState", "LogPiece", "derive_job_state", "utc"]
+__all__ = [
+    "JobRecord",
+    "JobState",
+    "LogPiece",
+    "TaskCounts",
+    "derive_job_state",
+    "task_count_fields",
+    "utc",
+]
 
 
 class JobState(str, enum.Enum):
@@ -91,7 +99,42 @@ def _json_time(value: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-class JobRecord:
+def task_count_fields(states: Iterable[JobState] | Mapping[JobState, int]) -> dict[str, Any]:
+    """A job's ``state``, ``task_counts`` and ``progress`` from its tasks' states (or a
+    mapping of state to count), through :func:`derive_job_state`."""
+    if isinstance(states, Mapping):
+        counts = {JobState(s): int(n) for s, n in states.items() if n}
+    else:
+        counts = {}
+        for s in states:
+            counts[s] = counts.get(s, 0) + 1
+    total = sum(counts.values())
+    done = sum(n for s, n in counts.items() if s.final)
+    return {
+        "state": derive_job_state(counts),
+        "task_counts": counts,
+        "progress": (done / total) if total else 0.0,
+    }
+
+
+class TaskCounts:
+    """``total_tasks`` and ``finished_tasks`` of a job with ``task_counts``."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        task_counts: dict[JobState, int]
+
+    @property
+    def total_tasks(self) -> int:
+        return sum(self.task_counts.values())
+
+    @property
+    def finished_tasks(self) -> int:
+        return sum(n for s, n in self.task_counts.items() if s.final)
+
+
+class JobRecord(TaskCounts):
     """The fields of :class:`~farm_adapters.models.Job`, as a plain object (see the
     module docstring); ``Job(**record.fields())`` builds the validated model."""
 
@@ -145,23 +188,7 @@ class JobRecord:
     @classmethod
     def from_task_states(cls, counts: Mapping[JobState, int], **fields: Any) -> JobRecord:
         """As :meth:`farm_adapters.models.Job.from_task_states`, from counts."""
-        counts = {JobState(s): int(n) for s, n in counts.items() if n}
-        total = sum(counts.values())
-        done = sum(n for s, n in counts.items() if s.final)
-        return cls(
-            state=derive_job_state(counts),
-            task_counts=counts,
-            progress=(done / total) if total else 0.0,
-            **fields,
-        )
-
-    @property
-    def total_tasks(self) -> int:
-        return sum(self.task_counts.values())
-
-    @property
-    def finished_tasks(self) -> int:
-        return sum(n for s, n in self.task_counts.items() if s.final)
+        return cls(**task_count_fields(counts), **fields)
 
     def fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._records import JobState, derive_job_state
+from ._records import JobState, TaskCounts, derive_job_state, task_count_fields
 from .errors import InvalidRequestError
 from .frames import FrameSet, chunk_frames
 
@@ -465,7 +465,7 @@ class InstallationMetadata(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-class Job(BaseModel):
+class Job(BaseModel, TaskCounts):
     """What a backend knows of one job."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -484,34 +484,13 @@ class Job(BaseModel):
     render_context: str | None = None
     message: str = ""
 
-    @property
-    def total_tasks(self) -> int:
-        return sum(self.task_counts.values())
-
-    @property
-    def finished_tasks(self) -> int:
-        return sum(n for s, n in self.task_counts.items() if s.final)
-
     @classmethod
     def from_task_states(
         cls, states: Iterable[JobState] | Mapping[JobState, int], **fields: Any
     ) -> Job:
         """Build a job whose state, counts and progress come from its tasks' states,
         through :func:`derive_job_state`."""
-        if isinstance(states, Mapping):
-            counts = {JobState(s): int(n) for s, n in states.items() if n}
-        else:
-            counts = {}
-            for s in states:
-                counts[s] = counts.get(s, 0) + 1
-        total = sum(counts.values())
-        done = sum(n for s, n in counts.items() if s.final)
-        return cls(
-            state=derive_job_state(counts),
-            task_counts=counts,
-            progress=(done / total) if total else 0.0,
-            **fields,
-        )
+        return cls(**task_count_fields(states), **fields)
 
 
 class LogChunk(BaseModel):
