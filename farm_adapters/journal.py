@@ -379,6 +379,18 @@ class Journal:
             rows = _select(conn, sql + " ORDER BY submitted_at DESC LIMIT 1", args)
         return JournalEntry.from_row(rows[0]) if rows else None
 
+    def target_of(self, job_id: str) -> str | None:
+        """The target of :meth:`get`'s record of ``job_id``, or None; without building
+        the entry (a command that only needs to know where the job is)."""
+        with self._read() as conn:
+            if conn is None:
+                return None
+            row = conn.execute(
+                "SELECT target FROM jobs WHERE job_id = ? ORDER BY submitted_at DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+        return str(row[0]) if row else None
+
     def find_by_context(self, render_context: str) -> JournalEntry | None:
         """The job submitted with this render context, if any."""
         with self._read() as conn:

@@ -149,9 +149,9 @@ class Context:
             return self.backend(target)
         from ..journal import Journal
 
-        entry = Journal().get(job_id)
-        if entry is not None:
-            return self.backend(entry.target)
+        recorded = Journal().target_of(job_id)
+        if recorded is not None:
+            return self.backend(recorded)
         return self._search_targets(job_id)
 
     def _search_targets(self, job_id: str) -> Any:
