@@ -375,7 +375,20 @@ def test_the_view_reads_the_supervisors_files_as_it_writes_them() -> None:
 # -- plain printing is rich's --------------------------------------------------------------
 
 
-def test_plain_lines_and_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # a pipe or a file: no styles
+        {"FORCE_COLOR": "1", "TERM": "xterm-256color"},
+        {"TTY_COMPATIBLE": "1", "TERM": "xterm", "COLORTERM": "truecolor"},
+        {"FORCE_COLOR": "1", "TERM": "dumb"},  # rich prints these itself
+        {"FORCE_COLOR": "1", "TERM": "xterm", "NO_COLOR": "1"},
+    ],
+    ids=["pipe", "terminal-256", "terminal-truecolor", "dumb", "no-color"],
+)
+def test_plain_lines_and_tables_are_what_rich_prints(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
     import random
 
@@ -389,14 +402,17 @@ def test_plain_lines_and_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyP
     def word(longest: int) -> str:
         return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
 
-    monkeypatch.delenv("FORCE_COLOR", raising=False)
-    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "COLORTERM", "TERM"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    styles = ["", "bold", "dim", "green", "red", "yellow", "cyan", "magenta", "blue", "white"]
     plain = 0
     for _ in range(400):
         width = rng.choice([20, 40, 80, 120])
         monkeypatch.setenv("COLUMNS", str(width))
         if rng.random() < 0.4:
-            line = [(word(30), "bold"), (word(50), ""), (word(10), "green")]
+            line = [(word(30), rng.choice(styles)) for _ in range(rng.randint(1, 4))]
             table = None
         else:
             fixed = rng.random() < 0.5
@@ -404,7 +420,9 @@ def test_plain_lines_and_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyP
                 Column(word(8) or "h", rng.randint(1, 12) if fixed else None, right=i == 2)
                 for i in range(rng.randint(1, 5))
             ]
-            rows = [[(word(16), "dim") for _ in columns] for _ in range(rng.randint(0, 4))]
+            rows = [
+                [(word(16), rng.choice(styles)) for _ in columns] for _ in range(rng.randint(0, 4))
+            ]
             table = (columns, rows, 0 if fixed else 1)
         outputs = []
         for use_rich in (False, True):
@@ -421,7 +439,8 @@ def test_plain_lines_and_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyP
             outputs.append(buffer.getvalue())
             plain += not use_rich and out._plain_width is not None
         assert outputs[0] == outputs[1], outputs
-    assert plain
+    dumb = env.get("TERM") == "dumb" or "NO_COLOR" in env
+    assert bool(plain) != dumb  # written directly, except where rich prints them itself
 
 
 # -- logs --timestamps -------------------------------------------------------------------

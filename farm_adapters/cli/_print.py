@@ -33,8 +33,25 @@ class Column:
         self.right = right
 
 
+#: The SGR codes rich writes for the styles used here, on any colour system (these
+#: are the standard colours, which no system changes).
+_SGR = {
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
+    "white": "37",
+}
+
+
 def _is_terminal(stream: Any) -> bool:
     """Whether rich would treat ``stream`` as a terminal (and print styles)."""
+    if getattr(sys.stdin, "__module__", "").startswith("idlelib"):
+        return False
     env = os.environ
     compatible = env.get("TTY_COMPATIBLE", "")
     if compatible in ("0", "1"):
@@ -62,15 +79,26 @@ def _width() -> int | None:
     return 80
 
 
-def _fit(text: str, width: int, right: bool) -> str:
+def _simple_terminal() -> bool:
+    """Whether rich, on a terminal, would write the styles here as plain SGR codes:
+    not on Windows, a dumb terminal (``TERM=dumb``) or with ``NO_COLOR``."""
+    term = os.environ.get("TERM", "").lower()
+    return (
+        sys.platform != "win32"
+        and term not in ("dumb", "unknown")
+        and not os.environ.get("NO_COLOR")
+    )
+
+
+def _fit(text: str, width: int, right: bool) -> tuple[str, str]:
     """A cell's text in ``width`` columns, as rich's ``Text.wrap`` without wrapping
     makes it: (right-justified) trailing whitespace dropped, then an ellipsis if still
-    too long, then padding."""
+    too long; and the padding that fills the width."""
     if right:
         text = text.rstrip()
     if len(text) > width:
         text = text[: width - 1] + "\u2026" if width > 0 else ""
-    return text.rjust(width) if right else text.ljust(width)
+    return text, " " * (width - len(text))
 
 
 def _plain(text: str) -> bool:
@@ -83,7 +111,9 @@ class Output:
     def __init__(self, stderr: bool = False) -> None:
         self.stderr = stderr
         self._stream = sys.stderr if stderr else sys.stdout
-        self._plain_width = None if _is_terminal(self._stream) else _width()
+        #: Styles are written as SGR codes (a terminal), else dropped.
+        self._sgr = _is_terminal(self._stream)
+        self._plain_width = _width() if not self._sgr or _simple_terminal() else None
         self._rich: Any = None
 
     @property
@@ -101,12 +131,19 @@ class Output:
     def _fits(self, text: str) -> bool:
         return self._plain_width is not None and len(text) <= self._plain_width and _plain(text)
 
+    def _styled(self, text: str, style: str) -> str | None:
+        """``text`` as rich writes it in ``style``; None for a style not known here."""
+        if not self._sgr or not style or not text:
+            return text
+        code = _SGR.get(style)
+        return None if code is None else f"\x1b[{code}m{text}\x1b[0m"
+
     def line(self, *cells: Cell | str) -> None:
         """One line of text pieces, each unstyled (a str) or (text, style)."""
         parts = [(c, "") if isinstance(c, str) else c for c in cells]
-        text = "".join(t for t, _ in parts)
-        if self._fits(text):
-            self._stream.write(text + "\n")
+        styled = [self._styled(t, s) for t, s in parts]
+        if self._fits("".join(t for t, _ in parts)) and None not in styled:
+            self._stream.write("".join(t for t in styled if t is not None) + "\n")
             return
         from rich.text import Text
 
@@ -156,21 +193,30 @@ class Output:
     ) -> list[str] | None:
         if self._plain_width is None:
             return None
-        right = 1
         last = len(columns) - 1
         lines = []
-        for cells in [[(c.header, "bold") for c in columns], *rows]:
-            out = []
-            for i, ((text, _), column) in enumerate(zip(cells, columns, strict=True)):
-                if not _plain(text):
-                    return None
+        header = [(c.header, "") for c in columns]
+        for number, cells in enumerate([header, *rows]):
+            # The header's style (bold) covers its padding; a cell's own style, its text.
+            row_style = "bold" if number == 0 else ""
+            out: list[str | None] = []
+            length = 0
+            for i, ((text, style), column) in enumerate(zip(cells, columns, strict=True)):
                 width = widths[i]
-                if column.width is None and len(text) > width:
+                if not _plain(text) or (column.width is None and len(text) > width):
                     return None
-                text = _fit(text, width, column.right)
-                out.append(" " * (left if i else 0) + text + " " * (right if i < last else 0))
-            line = "".join(out)
-            if len(line) > self._plain_width:
+                text, pad = _fit(text, width, column.right)
+                if i and left:
+                    out.append(self._styled(" " * left, row_style))
+                if row_style:
+                    out.append(self._styled(pad + text if column.right else text + pad, row_style))
+                else:
+                    cell = self._styled(text, style)
+                    out += [pad, cell] if column.right else [cell, pad]
+                if i < last:
+                    out.append(self._styled(" ", row_style))
+                length += (left if i else 0) + width + (i < last)
+            if length > self._plain_width or None in out:
                 return None
-            lines.append(line)
+            lines.append("".join(t for t in out if t is not None))
         return lines
