@@ -1,11 +1,12 @@
-"""Printing lines of styled text and tables as rich prints them, without importing rich
-where rich would print no style at all.
+"""Printing lines of styled text and tables exactly as rich prints them, without
+importing rich for the common cases (rich costs more start-up than the rest of
+``status``).
 
-Output to a file or a pipe carries no colour, and text that fits the width needs no
-wrapping: then the exact characters rich would print are written directly (rich
-costs more start-up than the rest of ``status``). A terminal (colour), a line or
-table too wide for the width, or text other than printable ASCII goes through rich.
-tests/test_cli_startup.py checks both give the same characters.
+To a file or a pipe rich writes no style; on a terminal it writes each styled piece as
+an SGR code, text and reset. Where the text is printable ASCII and fits the width (no
+wrapping), those characters are written directly. Anything else goes through rich: a
+line or table too wide, other text, a dumb terminal, ``NO_COLOR``, Windows.
+tests/test_cli_startup.py checks both ways give the same bytes, on each kind of output.
 """
 
 from __future__ import annotations
