@@ -9,7 +9,6 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
 __all__ = ["connect_readonly", "private_dir", "private_file", "tighten"]
 
@@ -56,6 +55,8 @@ def connect_readonly(
     When not even the shared-memory index can be made (a full disk and no other
     process has the database open, so everything is in the main file), the file is
     read as immutable."""
+    from urllib.parse import quote
+
     uri = f"file:{quote(str(path))}?mode=ro"
 
     def connect(uri: str) -> sqlite3.Connection:

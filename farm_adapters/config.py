@@ -49,9 +49,9 @@ _TOP_KEYS = ("default_target", "targets", "notify")
 
 
 def _user_config_file() -> Path:
-    import platformdirs
+    from ._paths import user_dir
 
-    return Path(platformdirs.user_config_path("farm-adapters", appauthor=False)) / FILE_NAME
+    return user_dir("config") / FILE_NAME
 
 
 def config_search_path(explicit: str | os.PathLike[str] | None = None) -> list[Path]:

@@ -8,8 +8,6 @@ backend that hold it. It lives in SQLite (WAL), safe for a DCC and the CLI at on
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import sqlite3
 import threading
 import time
@@ -95,6 +93,8 @@ class JournalEntry:
         values = {k: v for k, v in row.items() if k in names}
         raw = values.get("outputs")
         if isinstance(raw, str):
+            import json
+
             try:
                 values["outputs"] = json.loads(raw or "{}")
             except ValueError:
@@ -106,6 +106,9 @@ class JournalEntry:
 
 def request_hash(request: JobRequest) -> str:
     """A stable sha256 of the request's content (the render context excluded)."""
+    import hashlib
+    import json
+
     body = request.model_dump(mode="json", exclude={"render_context"})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -173,6 +176,8 @@ class Journal:
 
     def record(self, *, job_id: str, target: str, backend: str, request: JobRequest) -> None:
         """Remember a submitted job (replacing an earlier record of the same id)."""
+        import json
+
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_id, target, backend, name, render_context, "
@@ -262,8 +267,10 @@ class Journal:
 
     def update_states(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
         """Remember the last state seen of jobs: (target, job_id, state, finished
-        tasks, total tasks) each. Best effort: a read-only journal is left as it is."""
-        rows = list(rows)
+        tasks, total tasks) each. Best effort: a read-only journal is left as it is.
+        A final state already recorded as it is is not written again (reading a
+        finished job's status writes nothing)."""
+        rows = self._news(rows)
         if not rows:
             return
         now = time.time()
@@ -273,6 +280,30 @@ class Journal:
                 "WHERE target = ? AND job_id = ?",
                 [(st, done, total, now, t, j) for t, j, st, done, total in rows],
             )
+
+    def _news(
+        self, rows: Iterable[tuple[str, str, str, int, int]]
+    ) -> list[tuple[str, str, str, int, int]]:
+        """The rows that change what the journal holds (a final state can only
+        change again through a restart, which is seen as a new state)."""
+        rows = list(rows)
+        final = [r for r in rows if r[2] in _FINAL]
+        if not final:
+            return rows
+        with contextlib.suppress(ConfigurationError), self._read() as conn:
+            if conn is None:
+                return rows
+            known = set()
+            for target, job_id, *_ in final:
+                found = conn.execute(
+                    "SELECT state, finished_tasks, total_tasks FROM jobs "
+                    "WHERE target = ? AND job_id = ?",
+                    (target, job_id),
+                ).fetchone()
+                if found is not None:
+                    known.add((target, job_id, *found))
+            return [r for r in rows if r not in known]
+        return rows
 
     def query(
         self,
@@ -347,6 +378,18 @@ class Journal:
                 return None
             rows = _select(conn, sql + " ORDER BY submitted_at DESC LIMIT 1", args)
         return JournalEntry.from_row(rows[0]) if rows else None
+
+    def target_of(self, job_id: str) -> str | None:
+        """The target of :meth:`get`'s record of ``job_id``, or None; without building
+        the entry (a command that only needs to know where the job is)."""
+        with self._read() as conn:
+            if conn is None:
+                return None
+            row = conn.execute(
+                "SELECT target FROM jobs WHERE job_id = ? ORDER BY submitted_at DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+        return str(row[0]) if row else None
 
     def find_by_context(self, render_context: str) -> JournalEntry | None:
         """The job submitted with this render context, if any."""

@@ -12,7 +12,6 @@ A row is a dict: id, name, target, state, finished_tasks, total_tasks, submitted
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -205,9 +204,7 @@ def journal_rows(
     for entry in entries:
         by_target.setdefault(entry.target, set()).add(entry.job_id)
     if by_target:  # built once here, not raced by the probe threads
-        obj.manager  # noqa: B018
-        with contextlib.suppress(FarmAdapterError):
-            obj.targets  # noqa: B018 - a bad file marks every row, in the probes
+        obj.prepare_backends(by_target)
     probe_type = probe_class()
     probes = [probe_type(obj, name, ids) for name, ids in by_target.items()]
     for probe in probes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -108,6 +107,8 @@ class LogMirror:
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self._lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            import json
+
             try:
                 state = json.loads(self._state.read_text()) if self._state.exists() else {}
             except ValueError:
@@ -117,6 +118,8 @@ class LogMirror:
             yield state
 
     def _save(self, state: dict[str, Any]) -> None:
+        import json
+
         tmp = self._state.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self._state)

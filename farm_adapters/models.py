@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import re
 import uuid
@@ -31,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._records import JobState, TaskCounts, derive_job_state, task_count_fields
 from .errors import InvalidRequestError
 from .frames import FrameSet, chunk_frames
 
@@ -57,66 +57,6 @@ _STRICT = ConfigDict(extra="forbid", defer_build=True)
 
 
 # -- states ----------------------------------------------------------------------------
-
-
-class JobState(str, enum.Enum):
-    """The state of a job or of one of its tasks, whatever the farm calls it."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    STOPPED = "stopped"
-    UNKNOWN = "unknown"
-
-    @property
-    def final(self) -> bool:
-        """True when the state can no longer change without a restart."""
-        return self in _FINAL
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_FINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.STOPPED})
-
-
-def derive_job_state(states: Iterable[JobState] | Mapping[JobState, int]) -> JobState:
-    """The one rule that turns the states of a job's tasks into the job's state.
-
-    Accepts the task states themselves or a mapping of state to count. In order:
-
-    1. no tasks: UNKNOWN;
-    2. every task final: FAILED if any failed, else STOPPED if any stopped, else
-       COMPLETED;
-    3. any task STOPPING: STOPPING;
-    4. any task RUNNING: RUNNING;
-    5. any task UNKNOWN: UNKNOWN (the farm lost track; do not pretend);
-    6. some tasks final and the rest QUEUED: RUNNING (the job is under way);
-    7. otherwise every task is QUEUED: QUEUED.
-    """
-    if isinstance(states, Mapping):
-        counts = {s: n for s, n in states.items() if n}
-    else:
-        counts = {}
-        for state in states:
-            counts[state] = counts.get(state, 0) + 1
-    if not counts:
-        return JobState.UNKNOWN
-    present = counts.keys()
-    if all(s.final for s in present):
-        if JobState.FAILED in present:
-            return JobState.FAILED
-        if JobState.STOPPED in present:
-            return JobState.STOPPED
-        return JobState.COMPLETED
-    for state in (JobState.STOPPING, JobState.RUNNING, JobState.UNKNOWN):
-        if state in present:
-            return state
-    if any(s.final for s in present):
-        return JobState.RUNNING
-    return JobState.QUEUED
 
 
 # -- requests --------------------------------------------------------------------------
@@ -525,7 +465,7 @@ class InstallationMetadata(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-class Job(BaseModel):
+class Job(BaseModel, TaskCounts):
     """What a backend knows of one job."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -544,34 +484,13 @@ class Job(BaseModel):
     render_context: str | None = None
     message: str = ""
 
-    @property
-    def total_tasks(self) -> int:
-        return sum(self.task_counts.values())
-
-    @property
-    def finished_tasks(self) -> int:
-        return sum(n for s, n in self.task_counts.items() if s.final)
-
     @classmethod
     def from_task_states(
         cls, states: Iterable[JobState] | Mapping[JobState, int], **fields: Any
     ) -> Job:
         """Build a job whose state, counts and progress come from its tasks' states,
         through :func:`derive_job_state`."""
-        if isinstance(states, Mapping):
-            counts = {JobState(s): int(n) for s, n in states.items() if n}
-        else:
-            counts = {}
-            for s in states:
-                counts[s] = counts.get(s, 0) + 1
-        total = sum(counts.values())
-        done = sum(n for s, n in counts.items() if s.final)
-        return cls(
-            state=derive_job_state(counts),
-            task_counts=counts,
-            progress=(done / total) if total else 0.0,
-            **fields,
-        )
+        return cls(**task_count_fields(states), **fields)
 
 
 class LogChunk(BaseModel):

@@ -23,17 +23,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
-from ..dcc._cli import blender, katana
-from . import _common as _c
-from . import emulate as _emulate
-from . import info as _info
-from . import jobs as _jobs
-from . import lifecycle as _lifecycle
-from . import monitor as _monitor
-from . import run as _run
 from ._common import (
     EXIT_BUG,
     EXIT_FAILED,
@@ -67,38 +60,95 @@ __all__ = [
     "pass_ctx",
 ]
 
-_COMMAND_MODULES = (_info, _run, _jobs, _lifecycle, _monitor, _emulate)
-
-cli.add_command(blender)
-cli.add_command(katana)
-for _command in _lifecycle.commands:
-    cli.add_command(_command)
-# The order of --help: set up, send, follow, tools; plug-ins' commands come after.
-_ORDER = [
-    "backends",
-    "targets",
-    "check",
-    "submit",
-    "jobs",
-    "status",
-    "logs",
-    "stop",
-    "restart",
-    "wait",
-    "release",
-    "priority",
-    "outputs",
-    "delete",
-    "clean",
-    "monitor",
-    "emulate",
-    "blender",
-    "katana",
-    "completion",
-]
-cli.commands = {
-    **{name: cli.commands[name] for name in _ORDER if name in cli.commands},
-    **{name: cmd for name, cmd in cli.commands.items() if name not in _ORDER},
+# Every built-in command, in the order of --help (set up, send, follow, tools; plug-ins'
+# commands come after): its module, its name there, and its short help, so `--help`
+# and completing a command name import none of the modules (tests/test_cli_startup.py
+# checks the short help against each command's own).
+cli.lazy = {
+    "backends": (
+        ".cli.info",
+        "backends",
+        "List the backends, where each comes from, and whether it can be used.",
+    ),
+    "targets": (
+        ".cli.info",
+        "targets",
+        "List the configured render targets (secrets are shown as references).",
+    ),
+    "check": (
+        ".cli.info",
+        "check",
+        "Run a target's self-test: reachability, authentication, storage.",
+    ),
+    "submit": (".cli.run", "submit", "Submit a job: a job file (TOML), or a command after `--`."),
+    "jobs": (
+        ".cli.jobs",
+        "jobs",
+        "List jobs submitted from this machine (the journal), newest first.",
+    ),
+    "status": (".cli.jobs", "status", "Show one job's state, task counts and times."),
+    "logs": (
+        ".cli.jobs",
+        "logs",
+        "Print a job's render log (render-node paths shown as this machine's).",
+    ),
+    "stop": (".cli.jobs", "stop", "Stop a job (its running tasks get SIGTERM, then SIGKILL)."),
+    "restart": (
+        ".cli.jobs",
+        "restart",
+        "Run a finished, failed or stopped job again (a new attempt).",
+    ),
+    "wait": (
+        ".cli.lifecycle",
+        "wait_command",
+        "Wait until a job ends (and notify its end, once); exit 1 unless it completed.",
+    ),
+    "release": (".cli.lifecycle", "release", "Let a job submitted with --hold run."),
+    "priority": (
+        ".cli.lifecycle",
+        "priority",
+        "Change a job's priority: N from 0 (lowest) to 100 (highest).",
+    ),
+    "outputs": (
+        ".cli.lifecycle",
+        "outputs",
+        "List the files a job wrote; download them or make thumbnails.",
+    ),
+    "delete": (
+        ".cli.lifecycle",
+        "delete",
+        "Delete jobs: their folder, state, logs and journal record.",
+    ),
+    "clean": (
+        ".cli.lifecycle",
+        "clean",
+        "Delete the finished jobs of this machine's journal older than an age.",
+    ),
+    "monitor": (
+        ".cli.monitor",
+        "monitor",
+        "Serve a web page showing every target's jobs, live, on this machine.",
+    ),
+    "emulate": (
+        ".cli.emulate",
+        "emulate",
+        "Run a farm emulator on this machine (needs the `emulators` extra).",
+    ),
+    "blender": (
+        ".dcc._cli",
+        "blender",
+        "The Blender add-on: install it, or build the zip Blender's installer takes.",
+    ),
+    "katana": (
+        ".dcc._cli",
+        "katana",
+        "The Katana bridge: render targets as Katana render farm plug-ins.",
+    ),
+    "completion": (
+        ".cli.info",
+        "completion",
+        'Print the shell completion script: eval "$(farm-adapters completion bash)".',
+    ),
 }
 
 
@@ -127,10 +177,10 @@ def _needs_plugin_commands(args: Sequence[str]) -> bool:
         if os.environ.get("COMP_WORDS", "").endswith(" "):
             typed.append("")
         named = [w for w in typed[:-1] if not w.startswith("-")]
-        return not named or named[0] not in cli.commands
+        return not named or named[0] not in cli.list_commands(None)
     if not words:
         return False  # `--help` lists the built-ins and says how plug-ins add theirs
-    return words[0] not in cli.commands
+    return words[0] not in cli.list_commands(None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -144,18 +194,30 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 # The helpers' names in the single-module cli.py this package replaced, for command
-# modules written against it (new code imports them from ._common, .run, .info).
-_console = _c.console
-_dump = _c.dump
-_job_json = _c.job_json
-_state_text = _c.state_text
-_fmt_time = _c.fmt_full_time
-_warn = _c.warn
-_current_manager = _c.current_manager
-_STATE_STYLE = _c.STATE_STYLE
-_Group = _c.Group
-_check_target = _info.check_target
-_read_job_file = _run._read_job_file
-_parse_env = _run._parse_env
-_transfer_progress = _c.transfer_progress
-_wait_with_progress = _run.wait_with_progress
+# modules written against it (new code imports them from ._common, .run, .info); the
+# command modules are imported only when one of these is asked for.
+_ALIASES = {
+    "_console": ("._common", "console"),
+    "_dump": ("._common", "dump"),
+    "_job_json": ("._common", "job_json"),
+    "_state_text": ("._common", "state_text"),
+    "_fmt_time": ("._common", "fmt_full_time"),
+    "_warn": ("._common", "warn"),
+    "_current_manager": ("._common", "current_manager"),
+    "_STATE_STYLE": ("._common", "STATE_STYLE"),
+    "_Group": ("._common", "Group"),
+    "_check_target": (".info", "check_target"),
+    "_read_job_file": (".run", "_read_job_file"),
+    "_parse_env": (".run", "_parse_env"),
+    "_transfer_progress": ("._common", "transfer_progress"),
+    "_wait_with_progress": (".run", "wait_with_progress"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ALIASES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attr = _ALIASES[name]
+    return getattr(import_module(module, __name__), attr)

@@ -8,8 +8,8 @@ inside the functions that need them, so ``--help`` and completion stay fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -29,6 +29,7 @@ from ..errors import (
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from .._records import JobRecord
     from ..config import TargetConfig
     from ..manager import FarmPluginManager
     from ..models import Job
@@ -80,6 +81,10 @@ class Context:
         self.debug = debug
         self._targets: TargetConfig | None = None
         self._manager: FarmPluginManager | None = None
+        #: Set by the read-only commands (jobs, status, logs): then jobs of the built-in
+        #: ``local`` target may be read through its light view (see ._light).
+        self.read_only = False
+        self._readers: dict[str, Any] = {}
 
     @property
     def targets(self) -> TargetConfig:
@@ -100,8 +105,41 @@ class Context:
         return self._manager
 
     def backend(self, target: str | None, **overrides: Any) -> Any:
+        reader = self._reader(target) if self.read_only else None
+        if reader is not None:
+            return reader
+        return self._full_backend(target, **overrides)
+
+    def _full_backend(self, target: str | None, **overrides: Any) -> Any:
         show_notices()
         return self.targets.get(target).create_backend(self.manager, **overrides)
+
+    def _reader(self, target: str | None) -> Any:
+        """The light view of ``local`` when it may answer for ``target`` (with no
+        targets file, the default target is ``local``); else None."""
+        from . import _light
+
+        name = target or "local"
+        if name != "local" or not _light.usable(self.config_path):
+            return None
+        if name not in self._readers:
+            self._readers[name] = _light.local_reader(lambda: self._full_backend(name))
+        return self._readers[name]
+
+    def prepare_backends(self, targets: Mapping[str, Iterable[str]]) -> None:
+        """Build what threads reading ``targets`` (name -> the job ids wanted) at once
+        share (the plug-in manager, the targets file) before they start, so they do not
+        race to build it; nothing when every one is read through the light view, which
+        is told the ids so it reads only those."""
+        readers = {t: self._reader(t) if self.read_only else None for t in targets}
+        for name, reader in readers.items():
+            if reader is not None:
+                reader.wanted = frozenset(targets[name])
+        if all(reader is not None for reader in readers.values()):
+            return
+        self.manager  # noqa: B018
+        with suppress(FarmAdapterError):
+            self.targets  # noqa: B018 - a bad file marks every row, in the probes
 
     def backend_for_job(self, job_id: str, target: str | None) -> Any:
         """The backend holding ``job_id``: the given target; else the journal's record;
@@ -111,9 +149,9 @@ class Context:
             return self.backend(target)
         from ..journal import Journal
 
-        entry = Journal().get(job_id)
-        if entry is not None:
-            return self.backend(entry.target)
+        recorded = Journal().target_of(job_id)
+        if recorded is not None:
+            return self.backend(recorded)
         return self._search_targets(job_id)
 
     def _search_targets(self, job_id: str) -> Any:
@@ -192,8 +230,10 @@ def dump(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    data = job.model_dump(mode="json")
+def job_json(job: Job | JobRecord) -> dict[str, Any]:
+    from .._records import JobRecord
+
+    data = job.to_json() if isinstance(job, JobRecord) else job.model_dump(mode="json")
     data["task_counts"] = {str(k): v for k, v in job.task_counts.items()}
     return data
 
@@ -289,10 +329,59 @@ def still_running(job_id: str) -> str:
 
 
 class Group(click.Group):
-    """Keeps the order commands were added in `--help`."""
+    """The main command: built-in commands are imported on first use.
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+    :attr:`lazy` names each built-in command's module and attribute and keeps its short
+    help, so ``--help`` and completing a command name import no command module; running
+    a command imports only its own. ``--help`` lists the built-ins in :attr:`lazy`'s
+    order, then commands added by plug-ins.
+    """
+
+    #: name -> (module under farm_adapters, attribute, short help); filled in by
+    #: :mod:`farm_adapters.cli`, checked against the commands by the tests.
+    lazy: dict[str, tuple[str, str, str]] = {}
+
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        return [*self.lazy, *(name for name in self.commands if name not in self.lazy)]
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            from importlib import import_module
+
+            module, attr, _ = self.lazy[cmd_name]
+            command = getattr(import_module(module, "farm_adapters"), attr)
+            self.commands.setdefault(cmd_name, command)
+        return self.commands.get(cmd_name)
+
+    def command_help(self, name: str, limit: int = 45) -> str:
+        """A command's line in ``--help``, without importing it."""
+        command = self.commands.get(name)
+        if command is None:
+            command = click.Command(name, help=self.lazy[name][2])
+        return command.get_short_help_str(limit)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = [
+            n for n in self.list_commands(ctx) if n in self.lazy or not self.commands[n].hidden
+        ]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, self.command_help(n, limit)) for n in names])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        names = [n for n in self.list_commands(ctx) if n.startswith(incomplete)]
+        results = [
+            CompletionItem(n, help=self.command_help(n))
+            for n in names
+            if n in self.lazy or not self.commands[n].hidden
+        ]
+        # Options of the group itself (click's own completion of them, not of commands).
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
 
 @click.group(

@@ -16,6 +16,7 @@ from ._common import (
     EXIT_FAILED,
     JOB_TARGET_HELP,
     MAX_LOG_OFFSET,
+    STATE_STYLE,
     STATES,
     Context,
     cli,
@@ -100,6 +101,7 @@ def jobs(
     Every journal row is listed: a row whose farm cannot be read now keeps its last
     known state and is marked (unreachable, unknown to the farm, target not
     configured)."""
+    obj.read_only = True
     with handle_errors(obj.debug):
         since_ts = parse_since(since) if since else None
         problems: list[str] = []
@@ -121,11 +123,11 @@ def jobs(
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from ._print import Column, Output
 
-    out = console()
+    out = Output()
     if not rows:
-        out.print("no jobs")
+        out.line("no jobs")
         return
     cells = []
     for row in rows:
@@ -148,29 +150,24 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     # the terminal (at least 8), ellipsised: one line per job at 80 columns.
     rest = sum(widths) - widths[1] + len(headers) - 1
     widths[1] = max(8, min(widths[1], out.width - rest))
-    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
-    for i, header in enumerate(headers):
-        table.add_column(
-            header,
-            no_wrap=True,
-            overflow="ellipsis",
-            min_width=widths[i],
-            max_width=widths[i],
-            justify="right" if header == "tasks" else "left",
-        )
+    columns = [Column(h, widths[i], right=h == "tasks") for i, h in enumerate(headers)]
+    table = []
     for row, (job_id, name, target, state, tasks, submitted) in zip(rows, cells, strict=True):
-        shown = f"[dim]{esc(state)}[/]" if row["mark"] else state_text(row["state"])
-        table.add_row(esc(job_id), esc(name), esc(target), shown, tasks, submitted)
-    out.print(table)
+        shown = (state, "dim") if row["mark"] else (state, STATE_STYLE.get(row["state"], "white"))
+        table.append([(job_id, ""), (name, ""), (target, ""), shown, (tasks, ""), (submitted, "")])
+    out.table(columns, table, left=0)
     marked: dict[str, list[str]] = {}
     for row in rows:
         if row["mark"]:
             marked.setdefault(row["mark"], []).append(row["target"])
     for mark, names in marked.items():
         where = ", ".join(sorted(set(names)))
-        out.print(
-            f"[dim]?: last known state; target {esc(where)}: {esc(mark)} "
-            f"({len(names)} job{'s' if len(names) != 1 else ''})[/]"
+        out.line(
+            (
+                f"?: last known state; target {where}: {mark} "
+                f"({len(names)} job{'s' if len(names) != 1 else ''})",
+                "dim",
+            )
         )
 
 
@@ -191,6 +188,7 @@ Examples:
 @pass_ctx
 def status(obj: Context, job_id: str, target: str | None, show_tasks: bool, as_json: bool) -> None:
     """Show one job's state, task counts and times."""
+    obj.read_only = True
     with handle_errors(obj.debug):
         backend = obj.backend_for_job(job_id, target)
         job = backend.get_job(job_id)
@@ -209,21 +207,26 @@ def status(obj: Context, job_id: str, target: str | None, show_tasks: bool, as_j
                 data["tasks"] = tasks
             dump(data)
             return
-        out = console()
-        out.print(
-            f"[bold]{esc(job.id)}[/] {esc(job.name)}  {state_text(job.state)}  "
-            f"target {esc(job.target or backend.target)}"
+        from ._print import Output
+
+        out = Output()
+        state = str(getattr(job.state, "value", job.state))
+        out.line(
+            (job.id, "bold"),
+            f" {job.name}  ",
+            (state, STATE_STYLE.get(state, "white")),
+            f"  target {job.target or backend.target}",
         )
-        out.print(f"tasks: {_task_summary(job)}")
+        out.line(f"tasks: {_task_summary(job)}")
         for label, value in (
             ("submitted", job.submitted_at),
             ("started", job.started_at),
             ("finished", job.finished_at),
         ):
             if value:
-                out.print(f"{label}: {fmt_full_time(value)}")
+                out.line(f"{label}: {fmt_full_time(value)}")
         if job.message:
-            out.print(f"message: {esc(job.message)}")
+            out.line(f"message: {job.message}")
         if tasks is not None:
             _print_tasks(tasks)
 
@@ -244,26 +247,27 @@ def _task_summary(job: Any) -> str:
 
 
 def _print_tasks(tasks: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from ._print import Column, Output
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("task", "frames", "state", "attempt", "exit", "duration"):
-        table.add_column(column, no_wrap=True)
+    rows = []
     for t in tasks:
         started, finished = t.get("started_at"), t.get("finished_at")
         duration = ""
         if started:
             seconds = (finished or time.time()) - started
             duration = _fmt_duration(seconds)
-        table.add_row(
-            str(t["index"]),
-            esc(t.get("frames") or "-"),
-            state_text(t["state"]),
-            str(t.get("attempt") or 0),
-            "" if t.get("exit_code") is None else str(t["exit_code"]),
-            duration,
+        rows.append(
+            [
+                (str(t["index"]), ""),
+                (t.get("frames") or "-", ""),
+                (t["state"], STATE_STYLE.get(t["state"], "white")),
+                (str(t.get("attempt") or 0), ""),
+                ("" if t.get("exit_code") is None else str(t["exit_code"]), ""),
+                (duration, ""),
+            ]
         )
-    console().print(table)
+    headers = ("task", "frames", "state", "attempt", "exit", "duration")
+    Output().table([Column(h) for h in headers], rows)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -303,7 +307,44 @@ class _Stamper:
         return "".join(out)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+def _print_timed(
+    backend: Any, job_id: str, task: int | None, tail: int | None, show: Any, raw: bool
+) -> bool:
+    """Print the log with the time each line was written, and True; or, where the
+    backend keeps no such times, say so (never invent them) and return False so the
+    log is printed without them."""
+    read = getattr(backend, "get_timed_lines", None)
+    lines = read(job_id) if read is not None else None
+    if lines is None:
+        what = "this job's log" if read is not None else "its logs"
+        warn(
+            f"backend {backend.name!r} (target {backend.target}) keeps no time per line for "
+            f"{what}; printing the log without times (with --follow, lines are stamped "
+            f"as they arrive)"
+        )
+        return False
+    if task is not None:
+        lines = [line for line in lines if line[0] == task]
+    several = len({index for index, _, _ in lines if index is not None}) > 1
+    today = time.strftime("%Y-%m-%d")
+    out = []
+    for index, when, line in lines:
+        if when is None:
+            stamp = " " * 8  # written before times were recorded: none is made up
+        elif time.strftime("%Y-%m-%d", time.localtime(when)) == today:
+            stamp = time.strftime("%H:%M:%S", time.localtime(when))
+        else:
+            stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(when))
+        prefix = f"[{index}] " if several and index is not None else ""
+        out.append(f"{stamp} {prefix}{line}")
+    if tail is not None:
+        out = out[-tail:] if tail else []
+    click.echo(show("".join(out)), nl=False, color=raw or None)
+    return True
+
+
+#: Colour and other terminal codes (CSI, OSC, two-byte escapes), stripped unless --raw.
+_ANSI = r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"
 
 
 @cli.command(
@@ -319,7 +360,9 @@ Examples:
 @click.option("--task", "task", type=click.IntRange(0), help="Only this task's output.")
 @click.option("--tail", type=click.IntRange(0), help="Only the last N lines.")
 @click.option(
-    "--timestamps", is_flag=True, help="With --follow: start each line with the time it came."
+    "--timestamps",
+    is_flag=True,
+    help="Start each line with the time it was written (with --follow: the time it came).",
 )
 @click.option("--raw", is_flag=True, help="Keep colour codes (ANSI) as the farm sent them.")
 @click.option(
@@ -344,8 +387,7 @@ def logs(
 
     Where the backend knows which task wrote a line (local does), the line starts with
     the task's number: [3]."""
-    from ..submit import follow_log
-
+    obj.read_only = True
     with handle_errors(obj.debug, interrupted=f"stopped following; job {job_id} goes on"):
         backend = obj.backend_for_job(job_id, target)
         mapper = backend.path_mapper
@@ -353,7 +395,7 @@ def logs(
 
         def show(text: str) -> str:
             text = mapped(text)
-            return text if raw else _ANSI.sub("", text)
+            return text if raw else re.sub(_ANSI, "", text)
 
         if follow and task is not None:
             raise click.UsageError(
@@ -361,15 +403,19 @@ def logs(
                 "job ends); drop --task, or drop --follow to read one task"
             )
         if timestamps and not follow:
-            raise click.UsageError(
-                "--timestamps stamps lines as they arrive, so it goes with --follow; the "
-                "farm keeps no time per line"
-            )
+            if offset:
+                raise click.UsageError(
+                    "--timestamps reads the log line by line from its start; drop --offset"
+                )
+            if _print_timed(backend, job_id, task, tail, show, raw):
+                return
         if follow:
             if tail is not None:  # the last lines so far, then what comes
                 text, offset = _read_all(backend, job_id, offset)
                 lines = text.splitlines(keepends=True)
                 click.echo(show("".join(lines[-tail:] if tail else [])), nl=False)
+            from ..submit import follow_log
+
             stamp = _Stamper() if timestamps else None
             for text in follow_log(backend, job_id, offset=offset):
                 shown = show(text)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
-import subprocess
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +36,9 @@ def total_memory() -> int | None:
 @lru_cache(maxsize=1)
 def gpu_ids() -> tuple[str, ...]:
     """GPU indices reported by ``nvidia-smi -L`` (empty when there is none)."""
+    import shutil
+    import subprocess
+
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return ()

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +29,16 @@ from farm_adapters import (
     InstallationMetadata,
     InvalidRequestError,
     Job,
-    JobNotFoundError,
     JobRequest,
     JobState,
     LogChunk,
 )
 from farm_adapters._paths import data_dir
 from farm_adapters.errors import BackendUnavailableError, SubmitError
-from farm_adapters.logfile import LOG_CHUNK_LIMIT, complete_utf8, read_chunk
 from farm_adapters.models import Dependency
 from farm_adapters.plugin import ProgressCallback
 
-from . import machine, store
-
-#: A job whose supervisor never recorded itself within this many seconds, and which no
-#: running supervisor claims, is failed.
-SUPERVISOR_START_GRACE = 60.0
+from . import machine, store, view
 
 
 def supervisor_argv(db_path: Path, job_id: str) -> list[str]:
@@ -107,10 +100,6 @@ class LocalSettings(BaseModel):
         description="seconds without a heartbeat from a job's live supervisor before the "
         "job is reported unknown (the supervisor is stopped or starved)",
     )
-
-
-def _utc(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
 
 
 class LocalPlugin(FarmPlugin):
@@ -404,48 +393,23 @@ class LocalPlugin(FarmPlugin):
 
     # -- information -------------------------------------------------------------------
 
-    _JOB_COLUMNS = (
-        "id, name, render_context, submitted_at, started_at, finished_at, attempt, "
-        "stop_requested, supervisor_pid, supervisor_start, message, log_dir"
-    )
+    _JOB_COLUMNS = view.JOB_COLUMNS
 
     def _job_row(self, conn: sqlite3.Connection, job_id: str) -> tuple[Any, ...]:
-        row = conn.execute(
-            f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
-        if row is None:
-            raise JobNotFoundError(job_id, backend=self.name)
-        return tuple(row)
+        return view.job_row(conn, job_id, self.name)
 
     def _counts(self, conn: sqlite3.Connection, job_id: str) -> dict[JobState, int]:
-        return {
-            JobState(state): n
-            for state, n in conn.execute(
-                "SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (job_id,)
-            )
-        }
+        return view.task_counts(conn, job_id)
 
     def _settle_if_orphaned(
         self, conn: sqlite3.Connection, row: tuple[Any, ...], counts: dict[JobState, int]
     ) -> bool:
         """If the job's supervisor is gone while tasks are still active (killed, crashed,
         machine rebooted), end those tasks with a reason. Returns True if it did."""
-        if all(s.final for s in counts):
+        reason = view.orphan_reason(self.db_path, row, counts)
+        if reason is None:
             return False
-        job_id, submitted_at, stop_requested, pid, start = row[0], row[3], row[7], row[8], row[9]
-        if pid is None:
-            if time.time() - submitted_at < SUPERVISOR_START_GRACE:
-                return False
-            if machine.find_supervisor(self.db_path, job_id) is not None:
-                return False  # alive, and about to record itself
-            reason = "the job's supervisor never started"
-        elif machine.is_alive(pid, start):
-            return False
-        else:
-            reason = (
-                f"the job's supervisor (pid {pid}) is gone: it was killed or the machine "
-                f"restarted; see {row[11]}/supervisor.log, then restart the job"
-            )
+        job_id, stop_requested, pid = row[0], row[7], row[8]
         state = "stopped" if stop_requested else "failed"
         if stop_requested:
             reason = "stopped by request"
@@ -498,94 +462,18 @@ class LocalPlugin(FarmPlugin):
         except OSError:
             pass  # the state in the database is what matters; the log line is a courtesy
 
-    def _job_from(self, row: tuple[Any, ...], counts: dict[JobState, int]) -> Job:
-        (
-            job_id,
-            name,
-            context,
-            submitted,
-            started,
-            finished,
-            attempt,
-            stop_requested,
-            pid,
-            start,
-            message,
-            log_dir,
-        ) = row
-        job = Job.from_task_states(
+    def _job(
+        self, conn: sqlite3.Connection, row: tuple[Any, ...], counts: dict[JobState, int]
+    ) -> Job:
+        record = view.job_record(
+            row,
             counts,
-            id=job_id,
-            name=name,
-            submitted_at=_utc(submitted),
-            # A job none of whose tasks has left the queue has not started.
-            started_at=_utc(started) if set(counts) - {JobState.QUEUED} else None,
             backend=self.name,
             target=self.target,
-            render_context=context,
-            native_ids=[job_id],
-            message=message,
+            heartbeat_timeout=self.settings.heartbeat_timeout,  # type: ignore[attr-defined]
         )
-        if stop_requested and not job.state.final:
-            job.state = JobState.STOPPING
-        if job.state.final:
-            job.finished_at = _utc(finished)
-        if not job.state.final:
-            stalled = self._stalled_for(pid, start, log_dir)
-            if stalled is not None:
-                job.state = JobState.UNKNOWN
-                job.message = (
-                    f"the job's supervisor (pid {pid}) has not reported for {stalled:.0f} s: "
-                    f"it is stopped (SIGSTOP, a debugger) or starved; its tasks' timeouts "
-                    f"cannot fire meanwhile. Resume it (kill -CONT {pid}) or stop the job"
-                )
-        if attempt > 1 and not job.message:
-            job.message = f"attempt {attempt}"
-        return job
-
-    def _stalled_for(self, pid: int | None, start: str | None, log_dir: str) -> float | None:
-        """Seconds since a live supervisor last touched its heartbeat, when that is more
-        than ``heartbeat_timeout``; else None."""
-        from .supervisor import HEARTBEAT_FILE
-
-        try:
-            age = time.time() - (Path(log_dir) / HEARTBEAT_FILE).stat().st_mtime
-        except OSError:
-            return None  # not started yet, or an older supervisor without a heartbeat
-        timeout = self.settings.heartbeat_timeout  # type: ignore[attr-defined]
-        if age <= timeout or not machine.is_alive(pid, start):
-            return None
-        return age
-
-    def _explain_failure(self, conn: sqlite3.Connection, job: Job) -> Job:
-        """A failed job's message names the failed task and why (exit code, signal,
-        timeout), and how many others failed, unless it already has a reason."""
-        if job.state is not JobState.FAILED or (
-            job.message and not job.message.startswith("attempt ")
-        ):
-            return job
-        first = conn.execute(
-            "SELECT idx, frames, message, exit_code, COUNT(*) OVER () FROM tasks "
-            "WHERE job_id = ? AND state = 'failed' ORDER BY idx LIMIT 1",
-            (job.id,),
-        ).fetchone()
-        if first is None:
-            return job
-        idx, frames, reason, code, failed = first
-        label = f"task {idx}"
-        if frames:
-            listed: list[str] = str(frames).split(",")
-            first, last = listed[0], listed[-1]
-            label += f" (frame {first})" if len(listed) == 1 else f" (frames {first}-{last})"
-        if not reason and code is not None:
-            reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
-        text = f"{label} failed: {reason or 'no reason recorded'}"
-        if failed > 1:
-            text += f"; {failed - 1} more task(s) failed"
-        if job.message:
-            text = f"{job.message}: {text}"
-        job.message = text
-        return job
+        # Trusted data from our own store: built without validating it again.
+        return Job.model_construct(**view.explain_failure(conn, record).fields())
 
     def get_job(self, job_id: str) -> Job:
         with self._read_db() as conn:
@@ -594,7 +482,7 @@ class LocalPlugin(FarmPlugin):
             if self._settle_if_orphaned(conn, row, counts):
                 row = self._job_row(conn, job_id)
                 counts = self._counts(conn, job_id)
-            return self._explain_failure(conn, self._job_from(row, counts))
+            return self._job(conn, row, counts)
 
     def get_jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
         with self._read_db() as conn:
@@ -602,18 +490,14 @@ class LocalPlugin(FarmPlugin):
                 tuple(r)
                 for r in conn.execute(f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC")
             ]
-            all_counts: dict[str, dict[JobState, int]] = {}
-            for job_id, state, n in conn.execute(
-                "SELECT job_id, state, COUNT(*) FROM tasks GROUP BY job_id, state"
-            ):
-                all_counts.setdefault(job_id, {})[JobState(state)] = n
+            all_counts = view.all_task_counts(conn)
             jobs = []
             for row in rows:
                 counts = all_counts.get(row[0], {})
                 if self._settle_if_orphaned(conn, row, counts):
                     row = self._job_row(conn, row[0])
                     counts = self._counts(conn, row[0])
-                jobs.append(self._explain_failure(conn, self._job_from(row, counts)))
+                jobs.append(self._job(conn, row, counts))
         wanted = set(states) if states else None
         return [j for j in jobs if wanted is None or j.state in wanted]
 
@@ -627,47 +511,14 @@ class LocalPlugin(FarmPlugin):
         job = self.get_job(job_id)
         with self._read_db() as conn:
             row = self._job_row(conn, job_id)
-        path = Path(row[11]) / "job.log"
-        try:
-            text, next_offset, size = read_chunk(path, offset)
-        except OSError as exc:
-            raise BackendUnavailableError(f"cannot read render log {path}: {exc}") from exc
-        return LogChunk(
-            job_id=job_id,
-            text=text,
-            offset=offset,
-            next_offset=next_offset,
-            complete=job.state.final and next_offset >= size,
-        )
+        return LogChunk(**view.render_log(job, row[11], offset).fields())
 
     def get_task_details(self, job_id: str) -> list[dict[str, Any]]:
         """One dict per task, in order: index, frames ("1-4" or "7"), state, attempt
         (runs so far), exit_code, started_at and finished_at (POSIX times), message.
         Optional backend method read by ``farm-adapters status --tasks``."""
         with self._read_db() as conn:
-            self._job_row(conn, job_id)
-            rows = conn.execute(
-                "SELECT idx, frames, state, runs, exit_code, started_at, finished_at, message "
-                "FROM tasks WHERE job_id = ? ORDER BY idx",
-                (job_id,),
-            ).fetchall()
-        details = []
-        for idx, frames, state, runs, code, started, finished, message in rows:
-            listed = [f for f in str(frames or "").split(",") if f]
-            label = listed[0] if len(listed) == 1 else f"{listed[0]}-{listed[-1]}" if listed else ""
-            details.append(
-                {
-                    "index": idx,
-                    "frames": label,
-                    "state": state,
-                    "attempt": runs,
-                    "exit_code": code,
-                    "started_at": started,
-                    "finished_at": finished,
-                    "message": message,
-                }
-            )
-        return details
+            return view.task_details(conn, job_id)
 
     def get_task_log(self, job_id: str, task: int, offset: int = 0) -> LogChunk:
         """One task's output (every run of it), from byte ``offset`` of that output.
@@ -675,70 +526,23 @@ class LocalPlugin(FarmPlugin):
         Output is stored once, in the job's log; ``task-00003.idx`` beside it lists the
         byte ranges that are task 3's. ``complete`` once the task has ended and all
         of it is read."""
-        if offset < 0:
-            raise InvalidRequestError("offset must be 0 or more", field="offset")
         with self._read_db() as conn:
-            row = self._job_row(conn, job_id)
-            found = conn.execute(
-                "SELECT state FROM tasks WHERE job_id = ? AND idx = ?", (job_id, task)
-            ).fetchone()
-        if found is None:
-            raise InvalidRequestError(
-                f"job {job_id} has no task {task}; tasks are numbered from 0", field="task"
-            )
-        final = JobState(found[0]).final
-        log_dir = Path(row[11])
-        try:
-            data, size = _read_task_output(log_dir, task, offset, LOG_CHUNK_LIMIT)
-        except OSError as exc:
-            raise BackendUnavailableError(
-                f"cannot read the log of task {task} in {log_dir}: {exc}"
-            ) from exc
-        data = complete_utf8(data)
-        next_offset = offset + len(data)
-        return LogChunk(
-            job_id=job_id,
-            text=data.decode("utf-8", errors="replace"),
-            offset=offset,
-            next_offset=next_offset,
-            complete=final and next_offset >= size,
-        )
+            return LogChunk(**view.task_log(conn, job_id, task, offset).fields())
 
     def get_task_lines(self, job_id: str) -> list[tuple[int | None, str]]:
         """The job's log as (task index, line) pairs in the order written; the task is
         None for the job's own lines (attempts, starts, exits). Optional backend method
         read by ``farm-adapters logs`` to prefix each line with its task."""
-        from .supervisor import SEGMENT
-
         with self._read_db() as conn:
-            row = self._job_row(conn, job_id)
-            total = conn.execute(
-                "SELECT COUNT(*) FROM tasks WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
-        log_dir = Path(row[11])
-        try:
-            data = (log_dir / "job.log").read_bytes()
-            owner: list[tuple[int, int, int]] = []
-            for task in range(total):
-                try:
-                    raw = (log_dir / f"task-{task:05d}.idx").read_bytes()
-                except FileNotFoundError:
-                    continue
-                for i in range(0, len(raw) - SEGMENT.size + 1, SEGMENT.size):
-                    start, length = SEGMENT.unpack_from(raw, i)
-                    owner.append((start, start + length, task))
-        except OSError as exc:
-            raise BackendUnavailableError(f"cannot read render log in {log_dir}: {exc}") from exc
-        owner.sort()
-        lines: list[tuple[int | None, str]] = []
-        pos, k = 0, 0
-        for raw_line in data.splitlines(keepends=True):
-            while k < len(owner) and owner[k][1] <= pos:
-                k += 1
-            task_of = owner[k][2] if k < len(owner) and owner[k][0] <= pos else None
-            lines.append((task_of, raw_line.decode("utf-8", errors="replace")))
-            pos += len(raw_line)
-        return lines
+            return view.task_lines(conn, job_id)
+
+    def get_timed_lines(self, job_id: str) -> list[tuple[int | None, float | None, str]] | None:
+        """The job's log as (task index, time written, line) in the order written; the
+        time is None for a line written before times were recorded, and the answer is
+        None when the job's log has no per-line times at all. Optional backend method
+        read by ``farm-adapters logs --timestamps``."""
+        with self._read_db() as conn:
+            return view.timed_lines(conn, job_id)
 
     # -- control -----------------------------------------------------------------------
 
@@ -911,33 +715,3 @@ def waiting_message(job_id: str, held: bool, after: Sequence[str]) -> str:
     if after:
         return f"waiting for {', '.join(after)}"
     return ""
-
-
-def _read_task_output(log_dir: Path, task: int, offset: int, limit: int) -> tuple[bytes, int]:
-    """At most ``limit`` bytes of one task's output from ``offset``, and its size."""
-    from .supervisor import SEGMENT
-
-    index = log_dir / f"task-{task:05d}.idx"
-    try:
-        raw = index.read_bytes()
-    except FileNotFoundError:
-        # A job run before output was stored once kept a whole file per task.
-        text, _, size = read_chunk(log_dir / f"task-{task:05d}.log", offset, limit)
-        return text.encode(), size
-    segments = [
-        SEGMENT.unpack_from(raw, i) for i in range(0, len(raw) - SEGMENT.size + 1, SEGMENT.size)
-    ]
-    size = sum(length for _, length in segments)
-    out = bytearray()
-    skip = offset
-    with open(log_dir / "job.log", "rb") as log:
-        for start, length in segments:
-            if skip >= length:
-                skip -= length
-                continue
-            log.seek(start + skip)
-            out += log.read(min(length - skip, limit - len(out)))
-            skip = 0
-            if len(out) >= limit:
-                break
-    return bytes(out), size
