@@ -157,6 +157,23 @@ def run_pty(args: list[str], data: Path, *, full: bool = False) -> tuple[int, by
     return os.waitstatus_to_exitcode(status), out
 
 
+def wait_for_supervisor_exit(data: Path, job_id: str) -> None:
+    import sqlite3
+
+    from farm_adapters.plugins.local import machine
+
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(data / "local" / "state.sqlite3") as conn:
+            pid, start = conn.execute(
+                "SELECT supervisor_pid, supervisor_start FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        if not machine.is_alive(pid, start):
+            return
+        assert time.monotonic() < deadline, f"{job_id}'s supervisor still runs after 60 s"
+        time.sleep(0.05)
+
+
 def submit(data: Path, *args: str) -> str:
     code, out, err = run(["submit", "--json", *args], data)
     assert code in (0, 1), err
@@ -369,6 +386,8 @@ def test_the_view_reads_the_supervisors_files_as_it_writes_them() -> None:
 
     assert view.SEGMENT.format == supervisor.SEGMENT.format
     assert view.HEARTBEAT_FILE == supervisor.HEARTBEAT_FILE
+    assert view.TIMES_FILE == supervisor.TIMES_FILE
+    assert view.TIME_RECORD.format == supervisor.TIME_RECORD.format
     assert view.SUPERVISOR_START_GRACE == supervisor.SUPERVISOR_START_GRACE
 
 
@@ -449,17 +468,34 @@ def test_plain_lines_and_tables_are_what_rich_prints(
 def test_logs_timestamps_print_the_times_lines_were_written(tmp_path: Path) -> None:
     import struct
     from datetime import datetime
+    from datetime import time as clock
 
+    before = datetime.now().replace(microsecond=0)
     job_id = submit(
         tmp_path, "--wait", "--frames", "1-2", "--", "sh", "-c", "echo a{frame}; echo b{frame}"
     )
-    # No times recorded: said on stderr, naming the backend; the log printed as it is.
+    log_dir = tmp_path / "local" / "logs" / job_id
+    wait_for_supervisor_exit(tmp_path, job_id)  # its last line written
+    after = datetime.now()
+    # The supervisor recorded when each piece was written: every line carries a time
+    # between the submit and its end (today's: the time of day only).
+    for full in (False, True):
+        code, out, err = run(["logs", job_id, "--timestamps"], tmp_path, full=full)
+        assert code == 0 and not err, err
+        lines = out.splitlines()
+        assert any(line.endswith("[0] a1") for line in lines), lines
+        assert len(lines) == len(run(["logs", job_id], tmp_path)[1].splitlines())
+        for line in lines:
+            stamp = datetime.combine(before.date(), clock.fromisoformat(line[:8]))
+            assert before <= stamp <= after, (line, before, after)
+    # A log with no times (an older job): said on stderr, naming the backend; the log
+    # printed as it is.
+    (log_dir / "job.times").unlink()
     code, out, err = run(["logs", job_id, "--timestamps"], tmp_path)
     assert code == 0
     assert "backend 'local' (target local) keeps no time per line" in err
     assert out == run(["logs", job_id], tmp_path)[1]
-    # The times as a supervisor records them in job.times: (offset, time) per write.
-    log_dir = tmp_path / "local" / "logs" / job_id
+    # Times recorded on another day show their date too.
     log = (log_dir / "job.log").read_bytes()
     second = min(log.index(b"\na1") + 1, log.index(b"\na2") + 1)  # the first task output
     first_time = datetime(2026, 1, 2, 9, 40, 12).timestamp()

@@ -456,9 +456,19 @@ class LocalPlugin(FarmPlugin):
     def _append_job_log(self, log_dir: Path, text: str) -> None:
         try:
             store.private_dir(log_dir)
-            fd = os.open(log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with open(fd, "a", encoding="utf-8") as f:
-                f.write(text)
+            append = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            data = text.encode()
+            fd = os.open(log_dir / "job.log", append, 0o600)
+            try:
+                os.write(fd, data)
+                end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just after our bytes
+            finally:
+                os.close(fd)
+            fd = os.open(log_dir / view.TIMES_FILE, append, 0o600)
+            try:  # when it was written, for `logs --timestamps`
+                os.write(fd, view.TIME_RECORD.pack(end - len(data), time.time()))
+            finally:
+                os.close(fd)
         except OSError:
             pass  # the state in the database is what matters; the log line is a courtesy
 

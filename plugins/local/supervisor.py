@@ -59,6 +59,10 @@ OUTPUT_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 #: Touched about every STOP_POLL_INTERVAL while the supervisor runs; a stale one means
 #: the supervisor is stopped (SIGSTOP) or starved, and the job's status says so.
 HEARTBEAT_FILE = "supervisor.heartbeat"
+#: When each piece of the job's log was written: records of (offset in job.log, POSIX
+#: time), little-endian, one per write; read by `logs --timestamps`.
+TIMES_FILE = "job.times"
+TIME_RECORD = struct.Struct("<Qd")
 DEPENDENCY_POLL_INTERVAL = 0.5  # seconds between looks at a held job or its dependencies
 #: Another job's supervisor that has not beaten for this long no longer holds this
 #: job back from a free slot (it is stopped or starved).
@@ -164,9 +168,9 @@ class Supervisor:
             from .machine import gpu_ids
 
             self.gpu_pool = LockPool(self.root / "gpus", [f"gpu-{g}" for g in gpu_ids()])
-        self.job_log = os.open(
-            self.log_dir / "job.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
+        append = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        self.job_log = os.open(self.log_dir / "job.log", append, 0o600)
+        self.job_times = os.open(self.log_dir / TIMES_FILE, append, 0o600)
         self.selector = selectors.DefaultSelector()
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -223,6 +227,8 @@ class Supervisor:
             self.lost_output += lost
             return None
         end = os.lseek(self.job_log, 0, os.SEEK_CUR)  # O_APPEND: just after our bytes
+        with contextlib.suppress(OSError):  # a time lost costs `--timestamps` a line's time
+            os.write(self.job_times, TIME_RECORD.pack(end - len(data), time.time()))
         return end - len(data), end
 
     def _write_all(self, data: bytes) -> int:
