@@ -72,11 +72,16 @@ def probe_class() -> Any:
             self.backend: Any = None
             try:
                 self.backend = self.obj.backend(self.target, timeout=1.0, retries=0)
-            except ConfigurationError as exc:
-                self.mark, self.problem = NOT_CONFIGURED, str(exc)
-            except FarmAdapterError as exc:
-                self.problem = str(exc)
             except Exception as exc:  # a plug-in's bug must not hide the other targets
+                self._failed(exc)
+
+        def _failed(self, exc: Exception) -> None:
+            """Mark this target's rows with what went wrong."""
+            if isinstance(exc, ConfigurationError):
+                self.mark, self.problem = NOT_CONFIGURED, str(exc)
+            elif isinstance(exc, FarmAdapterError):
+                self.problem = str(exc)
+            else:
                 self.mark, self.problem = PLUGIN_ERROR, _describe_bug(exc, self.obj)
 
         @property
@@ -92,12 +97,8 @@ def probe_class() -> Any:
                 for job in self.backend.get_jobs():
                     if job.id in self.ids:
                         self.found[job.id] = job
-            except ConfigurationError as exc:
-                self.mark, self.problem = NOT_CONFIGURED, str(exc)
-            except FarmAdapterError as exc:
-                self.problem = str(exc)
             except Exception as exc:  # a plug-in's bug must not hide the other targets
-                self.mark, self.problem = PLUGIN_ERROR, _describe_bug(exc, self.obj)
+                self._failed(exc)
 
     return _Probe
 
