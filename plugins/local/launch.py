@@ -36,7 +36,7 @@ from typing import Any
 #: Signals Python ignores at start-up; a task gets them back at their defaults, as
 #: ``Popen(restore_signals=True)`` does.
 RESTORED_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
 )
 
 _posix_spawn_ok = hasattr(os, "posix_spawn")
