@@ -38,7 +38,7 @@ from farm_adapters.errors import BackendUnavailableError, SubmitError
 from farm_adapters.models import Dependency
 from farm_adapters.plugin import ProgressCallback
 
-from . import machine, store, view
+from . import files, machine, store, view
 
 
 def supervisor_argv(db_path: Path, job_id: str) -> list[str]:
@@ -350,7 +350,7 @@ class LocalPlugin(FarmPlugin):
     def _start_supervisor(self, job_id: str, log_dir: Path) -> None:
         import subprocess
 
-        from .supervisor import HEARTBEAT_FILE
+        from .files import HEARTBEAT_FILE
 
         # A previous attempt's heartbeat must not make the new supervisor look stalled
         # before it has touched its own.
@@ -464,9 +464,9 @@ class LocalPlugin(FarmPlugin):
                 end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just after our bytes
             finally:
                 os.close(fd)
-            fd = os.open(log_dir / view.TIMES_FILE, append, 0o600)
+            fd = os.open(log_dir / files.TIMES_FILE, append, 0o600)
             try:  # when it was written, for `logs --timestamps`
-                os.write(fd, view.TIME_RECORD.pack(end - len(data), time.time()))
+                os.write(fd, files.TIME_RECORD.pack(end - len(data), time.time()))
             finally:
                 os.close(fd)
         except OSError:

@@ -26,7 +26,6 @@ import selectors
 import shlex
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import store
+from .files import HEARTBEAT_FILE, SEGMENT, TIME_RECORD, TIMES_FILE
 from .launch import keep_descriptors_private, start_process
 from .machine import JOB_MARKER_ENV, LockPool, is_alive, kill_group, process_start
 
@@ -50,19 +50,10 @@ PARTIAL_LINE_LIMIT = 1 << 16  # bytes of an unfinished line kept before writing 
 PARTIAL_LINE_DELAY = 1.0  # seconds an unfinished line waits before it is written out
 STATE_BUSY_TIMEOUT_MS = 200  # one state write waits this long for a lock, then retries
 STATE_RETRY_MAX = 5.0  # longest pause between retries of a state write
-#: A task's index file: records of (offset, length) in the job's log, little-endian.
-SEGMENT = struct.Struct("<QQ")
 #: SQLite errors a later retry can cure: a lock held elsewhere, a full disk, I/O.
 RETRYABLE_STATE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")
 #: Write errors that lose task output rather than the job: a full disk or quota.
 OUTPUT_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-#: Touched about every STOP_POLL_INTERVAL while the supervisor runs; a stale one means
-#: the supervisor is stopped (SIGSTOP) or starved, and the job's status says so.
-HEARTBEAT_FILE = "supervisor.heartbeat"
-#: When each piece of the job's log was written: records of (offset in job.log, POSIX
-#: time), little-endian, one per write; read by `logs --timestamps`.
-TIMES_FILE = "job.times"
-TIME_RECORD = struct.Struct("<Qd")
 DEPENDENCY_POLL_INTERVAL = 0.5  # seconds between looks at a held job or its dependencies
 #: Another job's supervisor that has not beaten for this long no longer holds this
 #: job back from a free slot (it is stopped or starved).

@@ -12,7 +12,6 @@ answered by the full plug-in instead.
 from __future__ import annotations
 
 import sqlite3
-import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from farm_adapters.errors import BackendUnavailableError, InvalidRequestError, J
 from farm_adapters.logfile import LOG_CHUNK_LIMIT, complete_utf8, read_chunk
 
 from . import machine
+from .files import HEARTBEAT_FILE, SEGMENT, TIME_RECORD, TIMES_FILE
 
 __all__ = ["LocalReader"]
 
@@ -31,18 +31,6 @@ __all__ = ["LocalReader"]
 #: running supervisor claims, is failed.
 SUPERVISOR_START_GRACE = 60.0
 
-#: The supervisor's heartbeat file in a job's log folder, and the records of a task's
-#: index file ``task-NNNNN.idx``: (offset, length) in the job's log, little-endian.
-#: The supervisor's own (it is not imported here: its start-up modules cost); a test
-#: checks they are the same.
-HEARTBEAT_FILE = "supervisor.heartbeat"
-SEGMENT = struct.Struct("<QQ")
-#: When each piece of a job's log was written: ``job.times`` beside ``job.log`` holds
-#: records of (offset in the log, POSIX time), one per write, little-endian; a line's
-#: time is that of the last record at or before its offset. Read by ``logs
-#: --timestamps``; a log without the file has no per-line times.
-TIMES_FILE = "job.times"
-TIME_RECORD = struct.Struct("<Qd")
 
 JOB_COLUMNS = (
     "id, name, render_context, submitted_at, started_at, finished_at, attempt, "
