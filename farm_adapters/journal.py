@@ -293,15 +293,17 @@ class Journal:
         with contextlib.suppress(ConfigurationError), self._read() as conn:
             if conn is None:
                 return rows
-            known = set()
-            for target, job_id, *_ in final:
-                found = conn.execute(
-                    "SELECT state, finished_tasks, total_tasks FROM jobs "
-                    "WHERE target = ? AND job_id = ?",
-                    (target, job_id),
-                ).fetchone()
-                if found is not None:
-                    known.add((target, job_id, *found))
+            known: set[tuple[Any, ...]] = set()
+            ids = sorted({r[1] for r in final})
+            for start in range(0, len(ids), 500):  # one query per 500 ids, not one per row
+                part = ids[start : start + 500]
+                known.update(
+                    conn.execute(
+                        "SELECT target, job_id, state, finished_tasks, total_tasks FROM jobs "
+                        f"WHERE job_id IN ({', '.join('?' * len(part))})",
+                        part,
+                    )
+                )
             return [r for r in rows if r not in known]
         return rows
 
